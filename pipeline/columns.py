@@ -1,0 +1,58 @@
+"""Names and Arrow types of the columns that flow between stages.
+
+Rows are Arrow columns from read to sink. The read step fills the item columns,
+decode adds the audio columns, and each task's stages add columns named
+`{task}__{field}` so several tasks can share one decode. The sink maps these
+onto the output table schemas in `pipeline/schemas.py`.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+ITEM_ID = "item_id"
+SOURCE_URI = "source_uri"
+MEMBER = "member"
+SHARD = "shard"
+AUDIO_BYTES = "audio_bytes"
+REFERENCE = "reference"
+METADATA = "metadata"
+INPUT_BYTES = "input_bytes"
+
+AUDIO = "audio"
+SAMPLE_RATE = "sample_rate"
+DURATION_S = "duration_s"
+
+ERROR_STAGE = "error_stage"
+ERROR_CODE = "error_code"
+ERROR_MESSAGE = "error_message"
+ERROR_COLUMNS = (ERROR_STAGE, ERROR_CODE, ERROR_MESSAGE)
+
+# What the read step emits for every item (and for every unreadable shard).
+ITEM_SCHEMA = pa.schema(
+    [
+        pa.field(ITEM_ID, pa.string(), nullable=False),
+        pa.field(SOURCE_URI, pa.string(), nullable=False),
+        pa.field(MEMBER, pa.string(), nullable=False),
+        pa.field(SHARD, pa.string(), nullable=False),
+        pa.field(AUDIO_BYTES, pa.binary()),
+        pa.field(REFERENCE, pa.string()),
+        pa.field(METADATA, pa.string()),  # JSON object of manifest/shard extras
+        pa.field(INPUT_BYTES, pa.int64()),
+        pa.field(ERROR_STAGE, pa.string()),
+        pa.field(ERROR_CODE, pa.string()),
+        pa.field(ERROR_MESSAGE, pa.string()),
+    ]
+)
+
+# What decode adds (and it drops AUDIO_BYTES).
+AUDIO_FIELDS = [
+    pa.field(AUDIO, pa.list_(pa.float32())),
+    pa.field(SAMPLE_RATE, pa.int32()),
+    pa.field(DURATION_S, pa.float64()),
+]
+
+
+def task_column(task: str, field: str) -> str:
+    """The column a task's stage writes `field` to, e.g. `ctc__text`."""
+    return f"{task}__{field}"

@@ -1,0 +1,65 @@
+"""The domain exceptions and the per-row error codes written to the `errors` table.
+
+Job-level problems (a bad spec, an unreachable input) raise an `AudiobatchError`
+subclass and stop the job before work starts. Problems with one item never raise
+out of a stage: they become a `RowError` on that row and the row flows on to the
+`errors` table.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+
+class ErrorCode(enum.StrEnum):
+    """Why one item failed. Stable strings: people filter the errors table by them."""
+
+    READ_FAILED = "read_failed"  # the bytes could not be fetched from storage
+    SHARD_CORRUPT = "shard_corrupt"  # a tar or parquet shard could not be parsed
+    MISSING_AUDIO = "missing_audio"  # a manifest or shard entry names audio that is not there
+    EMPTY = "empty"  # zero bytes, or decodes to zero samples
+    TOO_LARGE = "too_large"  # more bytes than `decode.max_file_mb`
+    TOO_LONG = "too_long"  # the header declares more than `decode.max_duration_s`
+    TRUNCATED = "truncated"  # decodes to much less than the header declares
+    UNDECODABLE = "undecodable"  # no backend could read it (corrupt or unknown format)
+    NON_FINITE = "non_finite"  # NaN or Inf samples
+    MODEL_FAILED = "model_failed"  # the model raised on this item (alone, not its batch)
+    SCORE_FAILED = "score_failed"  # scoring raised on this item
+
+
+@dataclass(frozen=True)
+class RowError:
+    """One item's failure: which code, and a message a person can act on."""
+
+    code: ErrorCode
+    message: str
+
+
+class AudiobatchError(Exception):
+    """Base of everything audiobatch raises on purpose."""
+
+
+class SpecError(AudiobatchError):
+    """The job spec is invalid: the message names the field and what was expected."""
+
+
+class InputError(AudiobatchError):
+    """The input cannot be listed or read at all (missing prefix, no audio found)."""
+
+
+class ModelLoadError(AudiobatchError):
+    """A model or its processor could not be resolved or loaded."""
+
+
+class AudioDecodeError(AudiobatchError):
+    """Audio could not be decoded; says which backends were tried and why each failed."""
+
+    def __init__(self, code: ErrorCode, message: str, attempts: tuple[str, ...] = ()):
+        detail = f"{message}" + (f" (tried: {'; '.join(attempts)})" if attempts else "")
+        super().__init__(detail)
+        self.code = code
+        self.attempts = attempts
+
+    def as_row_error(self) -> RowError:
+        return RowError(self.code, str(self))

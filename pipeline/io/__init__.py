@@ -1,0 +1,1 @@
+"""Input and output: storage filesystems, shard listing and reading, audio decoding, tables."""

@@ -1,0 +1,1 @@
+"""Text normalisers and WER/CER edit counts."""

@@ -1,0 +1,214 @@
+"""The job spec: a YAML file validated into typed config before any work starts.
+
+Nothing here imports torch, ray or transformers, so `audiobatch validate` is
+instant. Every field is documented where it is declared; `schemas/job_spec.schema.json`
+is generated from these models (`audiobatch schema`) and checked in tests.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from pipeline.errors import SpecError
+
+_TASK_NAME = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class StorageOptions(_Model):
+    """Filesystem options for object storage. Credentials are never taken here:
+    they come from the usual AWS/GCP chain (environment, profile, instance role)."""
+
+    endpoint_url: str | None = Field(None, description="S3-compatible endpoint, e.g. http://127.0.0.1:9000")
+    region: str | None = Field(None, description="Object-storage region")
+    anon: bool = Field(False, description="Anonymous (unsigned) access, for public buckets")
+
+
+class InputSpec(_Model):
+    """Where the audio comes from."""
+
+    uri: str = Field(description="Local path, glob, s3://, gs:// or any fsspec URI of the shards")
+    format: Literal["files", "webdataset", "parquet"] | None = Field(
+        None, description="Shard format; detected from the listed files when omitted"
+    )
+    manifest: str | None = Field(
+        None, description="files format only: JSONL/CSV/Parquet with `path` (relative to uri or absolute), optional `text` and any metadata"
+    )
+    storage: StorageOptions = Field(default_factory=StorageOptions)
+    audio_column: str = Field("audio", description="parquet format: the column holding the {bytes, path} struct or raw bytes")
+    text_column: str | None = Field("text", description="parquet format: the reference-text column, if present")
+    extensions: tuple[str, ...] = Field(
+        ("wav", "flac", "ogg", "opus", "mp3", "m4a", "aac", "webm", "mp4"),
+        description="files format: which file endings count as audio",
+    )
+    limit: int | None = Field(None, ge=1, description="Process at most this many items (for trials)")
+
+
+class DecodeSpec(_Model):
+    """How audio is decoded and what is refused before decoding."""
+
+    max_duration_s: float = Field(3600.0, gt=0, description="Refuse items whose header says they are longer")
+    max_file_mb: float = Field(512.0, gt=0, description="Refuse files larger than this")
+    min_duration_s: float = Field(0.0, ge=0, description="Refuse items shorter than this (after decode)")
+    truncation_tolerance: float = Field(
+        0.5, gt=0, le=1, description="Flag an item as truncated when it decodes to less than this share of its declared length"
+    )
+
+
+class _TaskBase(_Model):
+    name: str | None = Field(None, description="Task name (lowercase, a-z0-9_); defaults to the kind. Names the output partition")
+    model: str = Field(description="Hugging Face hub id, local folder, or object-storage prefix holding the checkpoint")
+    revision: str | None = Field(None, description="Hub revision (branch, tag or commit) when `model` is a hub id")
+    trust_remote_code: bool = Field(False, description="Allow code shipped with the checkpoint to run")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: cuda when a GPU is visible to the actor")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto", description="auto: float32 on CPU, bfloat16 on GPU"
+    )
+    num_gpus: float = Field(1.0, ge=0, le=8, description="GPUs per actor when GPUs exist (a fraction shares one)")
+    num_cpus: float = Field(1.0, gt=0, description="CPUs per actor")
+    actors: int = Field(1, ge=1, description="Actor pool size (model copies)")
+    batch_size: int = Field(64, ge=1, description="Rows handed to one actor call")
+
+    @field_validator("name")
+    @classmethod
+    def _check_name(cls, v: str | None) -> str | None:
+        if v is not None and not _TASK_NAME.match(v):
+            raise ValueError("must be lowercase letters, digits and '_', starting with a letter (max 40)")
+        return v
+
+    @property
+    def task_name(self) -> str:
+        return self.name or self.kind  # type: ignore[attr-defined]
+
+
+class CtcTaskSpec(_TaskBase):
+    """CTC transcription with any AutoModelForCTC checkpoint."""
+
+    kind: Literal["ctc"] = "ctc"
+    batch_seconds: float = Field(
+        320.0, gt=0, description="Micro-batch budget: padded audio seconds per forward pass"
+    )
+    chunk_length_s: float = Field(
+        30.0, gt=0, description="Audio longer than this is transcribed in overlapping chunks"
+    )
+    stride_length_s: float | None = Field(
+        None, ge=0, description="Overlap on each side of a chunk; default chunk_length_s / 6"
+    )
+    word_timestamps: bool = Field(True, description="Write word start/end times from the CTC alignment")
+
+    @model_validator(mode="after")
+    def _check_stride(self) -> CtcTaskSpec:
+        if self.stride_length_s is not None and 2 * self.stride_length_s >= self.chunk_length_s:
+            raise ValueError("stride_length_s must be less than half of chunk_length_s")
+        return self
+
+
+TaskSpec = Annotated[CtcTaskSpec, Field(discriminator="kind")]
+
+
+class ScoringSpec(_Model):
+    """How transcripts are scored against references."""
+
+    normalizer: Literal["basic", "whisper_english", "none"] = Field(
+        "basic", description="Text normaliser applied to both reference and hypothesis; named in the output"
+    )
+
+
+class OutputSpec(_Model):
+    """Where the tables and the report go."""
+
+    uri: str = Field(description="Local folder or object-storage prefix for the tables")
+    storage: StorageOptions = Field(default_factory=StorageOptions)
+
+
+class RuntimeSpec(_Model):
+    """Where and how the job runs."""
+
+    address: str | None = Field(None, description="Ray address; None starts (or joins) a local Ray")
+    num_cpus: int | None = Field(None, ge=1, description="CPUs for a Ray started by audiobatch (default: all)")
+    read_batch_items: int = Field(32, ge=1, description="Items per read block")
+    decode_batch_size: int = Field(16, ge=1, description="Items per decode task call")
+    progress_interval_s: float = Field(5.0, gt=0, description="Seconds between progress lines")
+
+
+class JobSpec(_Model):
+    """A whole job: input, the tasks run on every item, scoring, output."""
+
+    name: str = Field(description="Job name, recorded in the runs table")
+    input: InputSpec
+    decode: DecodeSpec = Field(default_factory=DecodeSpec)
+    tasks: list[TaskSpec] = Field(min_length=1, description="Model tasks; they share one decode")
+    scoring: ScoringSpec = Field(default_factory=ScoringSpec)
+    output: OutputSpec
+    runtime: RuntimeSpec = Field(default_factory=RuntimeSpec)
+
+    @model_validator(mode="after")
+    def _unique_task_names(self) -> JobSpec:
+        names = [t.task_name for t in self.tasks]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"task names must be unique; give each task a `name` (duplicated: {', '.join(dupes)})")
+        return self
+
+    def spec_hash(self) -> str:
+        """A stable hash of the validated spec (recorded with each run)."""
+        blob = json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def parse_spec(data: Any, source: str = "<spec>") -> JobSpec:
+    """Validate a parsed mapping, turning pydantic's errors into one readable SpecError."""
+    if not isinstance(data, dict):
+        raise SpecError(f"{source}: a job spec must be a mapping at the top level")
+    try:
+        return JobSpec.model_validate(data)
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            where = ".".join(str(p) for p in err["loc"]) or "(top level)"
+            lines.append(f"  {where}: {err['msg']}" + (f" (got {err['input']!r})" if _short(err.get("input")) else ""))
+        raise SpecError(f"{source}: invalid job spec\n" + "\n".join(lines)) from None
+
+
+def load_spec(path: str | Path, overrides: dict[str, Any] | None = None) -> JobSpec:
+    """Read and validate a YAML job spec; `overrides` are dotted keys, e.g. {"output.uri": "/tmp/o"}."""
+    p = Path(path)
+    try:
+        data = yaml.safe_load(p.read_text())
+    except FileNotFoundError:
+        raise SpecError(f"{p}: no such job spec") from None
+    except yaml.YAMLError as exc:
+        raise SpecError(f"{p}: not valid YAML: {exc}") from None
+    for key, value in (overrides or {}).items():
+        _set_dotted(data, key, value)
+    return parse_spec(data, str(p))
+
+
+def _set_dotted(data: dict, key: str, value: Any) -> None:
+    parts = key.split(".")
+    node = data
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+    node[parts[-1]] = value
+
+
+def _short(value: Any) -> bool:
+    return isinstance(value, str | int | float | bool) and len(repr(value)) < 80
+
+
+def json_schema() -> dict:
+    """The JSON Schema of a job spec (what `schemas/job_spec.schema.json` holds)."""
+    schema = JobSpec.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "audiobatch job spec"
+    return schema

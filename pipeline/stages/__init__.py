@@ -1,0 +1,1 @@
+"""Stages: small callable classes over Arrow batches (see `base.Stage`)."""
