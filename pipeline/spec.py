@@ -29,7 +29,9 @@ class StorageOptions(_Model):
     """Filesystem options for object storage. Credentials are never taken here:
     they come from the usual AWS/GCP chain (environment, profile, instance role)."""
 
-    endpoint_url: str | None = Field(None, description="S3-compatible endpoint, e.g. http://127.0.0.1:9000")
+    endpoint_url: str | None = Field(
+        None, description="S3-compatible endpoint, e.g. http://127.0.0.1:9000"
+    )
     region: str | None = Field(None, description="Object-storage region")
     anon: bool = Field(False, description="Anonymous (unsigned) access, for public buckets")
 
@@ -42,48 +44,84 @@ class InputSpec(_Model):
         None, description="Shard format; detected from the listed files when omitted"
     )
     manifest: str | None = Field(
-        None, description="files format only: JSONL/CSV/Parquet with `path` (relative to uri or absolute), optional `text` and any metadata"
+        None,
+        description="files format only: JSONL/CSV/Parquet with `path` (relative to uri or absolute), optional `text` and any metadata",
     )
     storage: StorageOptions = Field(default_factory=StorageOptions)
-    audio_column: str = Field("audio", description="parquet format: the column holding the {bytes, path} struct or raw bytes")
-    text_column: str | None = Field("text", description="parquet format: the reference-text column, if present")
+    audio_column: str = Field(
+        "audio",
+        description="parquet format: the column holding the {bytes, path} struct or raw bytes",
+    )
+    text_column: str | None = Field(
+        "text", description="parquet format: the reference-text column, if present"
+    )
     extensions: tuple[str, ...] = Field(
         ("wav", "flac", "ogg", "opus", "mp3", "m4a", "aac", "webm", "mp4"),
         description="files format: which file endings count as audio",
     )
-    limit: int | None = Field(None, ge=1, description="Process at most this many items (for trials)")
+    limit: int | None = Field(
+        None, ge=1, description="Process at most this many items (for trials)"
+    )
 
 
 class DecodeSpec(_Model):
     """How audio is decoded and what is refused before decoding."""
 
-    max_duration_s: float = Field(3600.0, gt=0, description="Refuse items whose header says they are longer")
+    max_duration_s: float = Field(
+        3600.0, gt=0, description="Refuse items whose header says they are longer"
+    )
     max_file_mb: float = Field(512.0, gt=0, description="Refuse files larger than this")
-    min_duration_s: float = Field(0.0, ge=0, description="Refuse items shorter than this (after decode)")
+    min_duration_s: float = Field(
+        0.0, ge=0, description="Refuse items shorter than this (after decode)"
+    )
     truncation_tolerance: float = Field(
-        0.5, gt=0, le=1, description="Flag an item as truncated when it decodes to less than this share of its declared length"
+        0.5,
+        gt=0,
+        le=1,
+        description="Flag an item as truncated when it decodes to less than this share of its declared length",
     )
 
 
 class _TaskBase(_Model):
-    name: str | None = Field(None, description="Task name (lowercase, a-z0-9_); defaults to the kind. Names the output partition")
-    model: str = Field(description="Hugging Face hub id, local folder, or object-storage prefix holding the checkpoint")
-    revision: str | None = Field(None, description="Hub revision (branch, tag or commit) when `model` is a hub id")
-    trust_remote_code: bool = Field(False, description="Allow code shipped with the checkpoint to run")
-    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: cuda when a GPU is visible to the actor")
+    name: str | None = Field(
+        None,
+        description="Task name (lowercase, a-z0-9_); defaults to the kind. Names the output partition",
+    )
+    model: str = Field(
+        description="Hugging Face hub id, local folder, or object-storage prefix holding the checkpoint"
+    )
+    revision: str | None = Field(
+        None, description="Hub revision (branch, tag or commit) when `model` is a hub id"
+    )
+    trust_remote_code: bool = Field(
+        False, description="Allow code shipped with the checkpoint to run"
+    )
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto", description="auto: cuda when a GPU is visible to the actor"
+    )
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
         "auto", description="auto: float32 on CPU, bfloat16 on GPU"
     )
-    num_gpus: float = Field(1.0, ge=0, le=8, description="GPUs per actor when GPUs exist (a fraction shares one)")
+    num_gpus: float = Field(
+        1.0, ge=0, le=8, description="GPUs per actor when GPUs exist (a fraction shares one)"
+    )
     num_cpus: float = Field(1.0, gt=0, description="CPUs per actor")
     actors: int = Field(1, ge=1, description="Actor pool size (model copies)")
     batch_size: int = Field(64, ge=1, description="Rows handed to one actor call")
+    sample_rate: int = Field(
+        16000, ge=8000, le=48000, description="Rate the model expects; audio is resampled to it"
+    )
+    storage: StorageOptions | None = Field(
+        None, description="Storage options for an object-storage `model`; defaults to input.storage"
+    )
 
     @field_validator("name")
     @classmethod
     def _check_name(cls, v: str | None) -> str | None:
         if v is not None and not _TASK_NAME.match(v):
-            raise ValueError("must be lowercase letters, digits and '_', starting with a letter (max 40)")
+            raise ValueError(
+                "must be lowercase letters, digits and '_', starting with a letter (max 40)"
+            )
         return v
 
     @property
@@ -104,7 +142,9 @@ class CtcTaskSpec(_TaskBase):
     stride_length_s: float | None = Field(
         None, ge=0, description="Overlap on each side of a chunk; default chunk_length_s / 6"
     )
-    word_timestamps: bool = Field(True, description="Write word start/end times from the CTC alignment")
+    word_timestamps: bool = Field(
+        True, description="Write word start/end times from the CTC alignment"
+    )
 
     @model_validator(mode="after")
     def _check_stride(self) -> CtcTaskSpec:
@@ -120,7 +160,8 @@ class ScoringSpec(_Model):
     """How transcripts are scored against references."""
 
     normalizer: Literal["basic", "whisper_english", "none"] = Field(
-        "basic", description="Text normaliser applied to both reference and hypothesis; named in the output"
+        "basic",
+        description="Text normaliser applied to both reference and hypothesis; named in the output",
     )
 
 
@@ -135,7 +176,9 @@ class RuntimeSpec(_Model):
     """Where and how the job runs."""
 
     address: str | None = Field(None, description="Ray address; None starts (or joins) a local Ray")
-    num_cpus: int | None = Field(None, ge=1, description="CPUs for a Ray started by audiobatch (default: all)")
+    num_cpus: int | None = Field(
+        None, ge=1, description="CPUs for a Ray started by audiobatch (default: all)"
+    )
     read_batch_items: int = Field(32, ge=1, description="Items per read block")
     decode_batch_size: int = Field(16, ge=1, description="Items per decode task call")
     progress_interval_s: float = Field(5.0, gt=0, description="Seconds between progress lines")
@@ -157,7 +200,14 @@ class JobSpec(_Model):
         names = [t.task_name for t in self.tasks]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
-            raise ValueError(f"task names must be unique; give each task a `name` (duplicated: {', '.join(dupes)})")
+            raise ValueError(
+                f"task names must be unique; give each task a `name` (duplicated: {', '.join(dupes)})"
+            )
+        rates = sorted({t.sample_rate for t in self.tasks})
+        if len(rates) > 1:
+            raise ValueError(
+                f"tasks in one job share one decode and must use one sample_rate (got {rates})"
+            )
         return self
 
     def spec_hash(self) -> str:
@@ -176,7 +226,10 @@ def parse_spec(data: Any, source: str = "<spec>") -> JobSpec:
         lines = []
         for err in exc.errors():
             where = ".".join(str(p) for p in err["loc"]) or "(top level)"
-            lines.append(f"  {where}: {err['msg']}" + (f" (got {err['input']!r})" if _short(err.get("input")) else ""))
+            lines.append(
+                f"  {where}: {err['msg']}"
+                + (f" (got {err['input']!r})" if _short(err.get("input")) else "")
+            )
         raise SpecError(f"{source}: invalid job spec\n" + "\n".join(lines)) from None
 
 

@@ -84,7 +84,11 @@ class Stage(ABC):
             values = out.columns.get(fld.name)
             if values is None:
                 values = [None] * len(idx)
-            arr = values if isinstance(values, pa.Array | pa.ChunkedArray) else pa.array(values, type=fld.type)
+            arr = (
+                values
+                if isinstance(values, pa.Array | pa.ChunkedArray)
+                else pa.array(values, type=fld.type)
+            )
             if len(arr) != len(idx):
                 raise RuntimeError(
                     f"stage {self.name} returned {len(arr)} values for {fld.name}, "
@@ -94,7 +98,9 @@ class Stage(ABC):
             batch = _set_column(batch, fld.name, full.cast(fld.type))
 
         if out.errors:
-            batch = _record_errors(batch, self.name, {int(idx[j]): e for j, e in out.errors.items()})
+            batch = _record_errors(
+                batch, self.name, {int(idx[j]): e for j, e in out.errors.items()}
+            )
         drop = [c for c in self.drops() if c in batch.column_names]
         return batch.drop_columns(drop) if drop else batch
 

@@ -1,0 +1,45 @@
+# Everything installs into .venv; the two targets at the top of the README need nothing else.
+PYTHON ?= python3
+VENV ?= .venv
+# torch first, pinned: an unpinned torch (or a range excluding this version) pulls the CUDA
+# wheels. On a GPU machine with internet, the same pin installs the CUDA build from PyPI.
+TORCH ?= torch==2.13.0
+BIN := $(VENV)/bin
+
+.PHONY: install demo test lint format unit bench clean
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q "$(TORCH)"
+	$(BIN)/python -m pip install -q -e ".[dev]"
+	touch $@
+
+install: $(BIN)/.installed
+
+## Build the demo corpus and tiny random-init models (once), then run jobs/demo.yaml afresh.
+demo: install
+	$(BIN)/audiobatch demo-assets .demo
+	rm -rf .demo/out
+	$(BIN)/audiobatch run jobs/demo.yaml
+
+## The whole suite: lint, format check, schemas in sync, every test that runs on a CPU.
+test: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/audiobatch schema --check schemas
+	$(BIN)/pytest -m "not gpu" -q -ra
+
+## Fast unit tests only (no Ray cluster, no S3 emulator).
+unit: install
+	$(BIN)/pytest -m "not gpu and not integration" -q
+
+format: install
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+bench: install
+	$(BIN)/python benchmarks/bench_ctc_cpu.py
+
+clean:
+	rm -rf $(VENV) .demo .pytest_cache .ruff_cache

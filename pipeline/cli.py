@@ -1,0 +1,183 @@
+"""The `audiobatch` command. Heavy libraries are imported inside commands, so
+`--help` and `validate` answer instantly and need no GPU stack."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import yaml
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    from pipeline.errors import AudiobatchError
+
+    try:
+        return args.func(args)
+    except AudiobatchError as exc:
+        print(f"audiobatch: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(
+            "audiobatch: interrupted; re-run the same spec to resume where it stopped",
+            file=sys.stderr,
+        )
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="audiobatch",
+        description="Batch speech and audio models over object-storage shards with Ray Data.",
+    )
+    sub = p.add_subparsers(required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run a job spec (resumes: items already written are skipped)")
+    run.add_argument("spec", help="job spec YAML")
+    run.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a spec field, e.g. --set output.uri=/tmp/out (YAML value)",
+    )
+    run.add_argument(
+        "--address", help="Ray cluster address (default: runtime.address, else a local Ray)"
+    )
+    run.set_defaults(func=_run)
+
+    val = sub.add_parser("validate", help="validate a job spec and print what it would do")
+    val.add_argument("spec")
+    val.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    val.set_defaults(func=_validate)
+
+    rep = sub.add_parser("report", help="rebuild report.json / report.md from an output folder")
+    rep.add_argument("output", help="output uri of a job")
+    rep.add_argument("--endpoint-url", help="S3-compatible endpoint for the output")
+    rep.set_defaults(func=_report)
+
+    sch = sub.add_parser(
+        "schema", help="write (or check) the table and job-spec schemas in a folder"
+    )
+    sch.add_argument("folder", nargs="?", default="schemas")
+    sch.add_argument(
+        "--check", action="store_true", help="exit 1 if the files differ from the code"
+    )
+    sch.set_defaults(func=_schema)
+
+    demo = sub.add_parser(
+        "demo-assets", help="build the demo corpus and tiny random-init models (once)"
+    )
+    demo.add_argument("folder", nargs="?", default=".demo")
+    demo.set_defaults(func=_demo_assets)
+    return p
+
+
+def _load(args):
+    from pipeline.errors import SpecError
+    from pipeline.spec import load_spec
+
+    overrides = {}
+    for item in args.overrides:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SpecError(f"--set expects KEY=VALUE, got {item!r}")
+        overrides[key] = yaml.safe_load(value)
+    if getattr(args, "address", None):
+        overrides["runtime.address"] = args.address
+    return load_spec(args.spec, overrides)
+
+
+def _validate(args) -> int:
+    spec = _load(args)
+    print(f"{args.spec}: valid job spec '{spec.name}' (hash {spec.spec_hash()})")
+    print(f"  input:  {spec.input.uri} ({spec.input.format or 'format detected at run time'})")
+    for t in spec.tasks:
+        print(f"  task:   {t.task_name} ({t.kind}) model={t.model}")
+    print(f"  output: {spec.output.uri}")
+    return 0
+
+
+def _run(args) -> int:
+    spec = _load(args)
+    from pipeline.io.storage import arrow_filesystem
+    from pipeline.reports.report import build_report, write_report
+    from pipeline.runner import run_job
+
+    result = run_job(spec)
+    fs, root = arrow_filesystem(spec.output.uri, spec.output.storage)
+    report = build_report(fs, root)
+    json_path, md_path = write_report(fs, root, report)
+    print(_summary(result, report, spec.output.uri))
+    return 0
+
+
+def _summary(result, report: dict, uri: str) -> str:
+    c = result.counters
+    rtf = c.audio_s / result.wall_s if result.wall_s else 0.0
+    lines = [
+        f"run {result.run_id} {result.status}: {c.items:,} items this run ({c.failed:,} errors), "
+        f"{c.audio_s / 3600:.3f} h audio in {result.wall_s:.1f} s wall = {rtf:.1f}x realtime",
+    ]
+    for task, s in report["tasks"].items():
+        wer = "n/a" if s["wer"] is None else f"{100 * s['wer']:.2f}%"
+        cer = "n/a" if s["cer"] is None else f"{100 * s['cer']:.2f}%"
+        lines.append(
+            f"  {task}: {s['items']:,} items in table, corpus WER {wer}, CER {cer} "
+            f"({s['word_edits']:,} edits / {s['ref_words']:,} ref words, normaliser {', '.join(s['normalizer']) or 'n/a'})"
+        )
+    lines.append(
+        f"  errors in table: {report['errors']['total']:,} {dict(report['errors']['by_code'])}"
+    )
+    lines.append(
+        f"  tables: {uri.rstrip('/')}/{{transcripts,errors,runs}}/   report: {uri.rstrip('/')}/report.md"
+    )
+    return "\n".join(lines)
+
+
+def _report(args) -> int:
+    from pipeline.io.storage import arrow_filesystem
+    from pipeline.reports.report import build_report, write_report
+    from pipeline.spec import StorageOptions
+
+    fs, root = arrow_filesystem(args.output, StorageOptions(endpoint_url=args.endpoint_url))
+    paths = write_report(fs, root, build_report(fs, root))
+    print("wrote " + ", ".join(paths))
+    return 0
+
+
+def _schema(args) -> int:
+    from pipeline.schemas import render_all
+
+    folder = Path(args.folder)
+    stale = []
+    for name, content in render_all().items():
+        path = folder / name
+        if args.check:
+            if not path.exists() or path.read_text() != content:
+                stale.append(str(path))
+        else:
+            folder.mkdir(parents=True, exist_ok=True)
+            path.write_text(content)
+    if stale:
+        print("schemas out of date (run `audiobatch schema`): " + ", ".join(stale), file=sys.stderr)
+        return 1
+    print(f"schemas {'match' if args.check else 'written to'} {folder}")
+    return 0
+
+
+def _demo_assets(args) -> int:
+    import os
+
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    from pipeline.demo.assets import build_demo_assets
+
+    print(build_demo_assets(args.folder))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,115 @@
+"""Turning finished batches into output-table files, and reading the tables back.
+
+A finished batch has one row per item with the item columns, each task's
+`{task}__*` columns and the error columns. `split_batch` cuts it into the
+`transcripts` rows of each task and the `errors` rows; `write_parquet` writes one
+file so that no reader ever sees half of it (local: a temporary name, then an
+atomic rename; object storage: one PUT, visible only when complete).
+"""
+
+from __future__ import annotations
+
+import posixpath
+import uuid
+from dataclasses import dataclass
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+from pipeline import columns as C
+from pipeline.schemas import conform
+
+
+@dataclass(frozen=True)
+class TaskInfo:
+    """What the sink needs to know about one task: its name (partition), kind and model."""
+
+    name: str
+    kind: str
+    model: str
+    table: str = "transcripts"
+
+
+def split_batch(
+    batch: pa.Table, tasks: list[TaskInfo], run_id: str
+) -> dict[tuple[str, str], pa.Table]:
+    """(table, partition value) -> rows conformed to that table's schema."""
+    failed = pc.is_valid(batch.column(C.ERROR_CODE))
+    out: dict[tuple[str, str], pa.Table] = {}
+    bad = batch.filter(failed)
+    if bad.num_rows:
+        for stage in pc.unique(bad.column(C.ERROR_STAGE)).to_pylist():
+            rows = bad.filter(pc.equal(bad.column(C.ERROR_STAGE), stage))
+            out[("errors", stage)] = conform(_with_run(rows, run_id), "errors")
+    good = batch.filter(pc.invert(failed))
+    if good.num_rows:
+        for task in tasks:
+            out[(task.table, task.name)] = conform(_task_rows(good, task, run_id), task.table)
+    return out
+
+
+def _task_rows(good: pa.Table, task: TaskInfo, run_id: str) -> pa.Table:
+    prefix = f"{task.name}__"
+    table = _with_run(good, run_id)
+    renamed = {c: c[len(prefix) :] for c in table.column_names if c.startswith(prefix)}
+    table = table.select([c for c in table.column_names if "__" not in c or c in renamed])
+    table = table.rename_columns([renamed.get(c, c) for c in table.column_names])
+    if "model" not in table.column_names:
+        table = table.append_column("model", pa.array([task.model] * table.num_rows, pa.string()))
+    # Columns a task kind does not produce (e.g. `language` for CTC) are written as nulls.
+    from pipeline.schemas import TABLES
+
+    for f in TABLES[task.table][0]:
+        if f.name not in table.column_names:
+            table = table.append_column(f.name, pa.nulls(table.num_rows, f.type))
+    return table
+
+
+def _with_run(table: pa.Table, run_id: str) -> pa.Table:
+    return table.append_column("run_id", pa.array([run_id] * table.num_rows, pa.string()))
+
+
+def partition_dir(root: str, table: str, key: str, value: str) -> str:
+    """`root/table/key=value`, with the value made safe for a path segment."""
+    safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in value) or "_"
+    return posixpath.join(root, table, f"{key}={safe}")
+
+
+def write_parquet(fs: pafs.FileSystem, path: str, table: pa.Table) -> None:
+    """Write `table` to `path` so that readers see all of it or nothing."""
+    parent = posixpath.dirname(path)
+    if isinstance(fs, pafs.LocalFileSystem):
+        fs.create_dir(parent, recursive=True)
+        # The temp name starts with the final name, so Ray's orphan clean-up (prefix match)
+        # also removes a temp left by a crash; readers glob `*.parquet` and skip it.
+        tmp = f"{path}.{uuid.uuid4().hex[:8]}.tmp"
+        pq.write_table(table, tmp, filesystem=fs, compression="zstd")
+        fs.move(tmp, path)
+    else:
+        pq.write_table(table, path, filesystem=fs, compression="zstd")
+
+
+def read_table(fs: pafs.FileSystem, root: str, table: str) -> pa.Table | None:
+    """Read one output table (all partitions) or None if nothing was written yet."""
+    import pyarrow.dataset as ds
+
+    from pipeline.schemas import TABLES
+
+    base = posixpath.join(root, table)
+    if fs.get_file_info(base).type == pafs.FileType.NotFound:
+        return None
+    files = [
+        f.path
+        for f in fs.get_file_info(pafs.FileSelector(base, recursive=True))
+        if f.type == pafs.FileType.File and f.path.endswith(".parquet")
+    ]
+    if not files:
+        return None
+    schema, key = TABLES[table]
+    part = ds.partitioning(pa.schema([(key, pa.string())]), flavor="hive")
+    dataset = ds.dataset(
+        files, filesystem=fs, format="parquet", partitioning=part, partition_base_dir=base
+    )
+    return dataset.to_table()

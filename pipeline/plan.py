@@ -1,0 +1,98 @@
+"""From a validated job spec to the ordered list of stages the runner executes.
+
+The plan names each stage's class by import path, so planning imports no torch or
+transformers; the class is imported where the stage runs (a Ray worker or actor).
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from typing import Any
+
+from pipeline.io.tables import TaskInfo
+from pipeline.spec import JobSpec
+from pipeline.stages.base import Resources, Stage
+
+# kind -> (module, class) of its model stage, and whether its text is scored.
+MODEL_STAGES: dict[str, tuple[str, str, bool]] = {
+    "ctc": ("pipeline.stages.ctc", "CtcStage", True),
+}
+
+
+@dataclass(frozen=True)
+class StageFactory:
+    """A picklable recipe for a stage: import `module.cls` and call it with `kwargs`."""
+
+    module: str
+    cls: str
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+    def __call__(self) -> Stage:
+        return getattr(importlib.import_module(self.module), self.cls)(**self.kwargs)
+
+
+@dataclass(frozen=True)
+class StagePlan:
+    name: str
+    factory: StageFactory
+    resources: Resources
+    batch_size: int | None  # None: one upstream block per call (keeps writes small and frequent)
+
+
+@dataclass(frozen=True)
+class Plan:
+    stages: list[StagePlan]
+    tasks: list[TaskInfo]
+    sample_rate: int
+
+
+def build_plan(spec: JobSpec) -> Plan:
+    """decode -> one model stage per task -> score (when any task produces text)."""
+    rate = spec.tasks[0].sample_rate
+    stages = [
+        StagePlan(
+            "decode",
+            StageFactory(
+                "pipeline.stages.decode",
+                "DecodeStage",
+                {"limits": spec.decode, "target_rate": rate},
+            ),
+            Resources(num_cpus=1),
+            spec.runtime.decode_batch_size,
+        )
+    ]
+    scored = []
+    for task in spec.tasks:
+        module, cls, is_scored = MODEL_STAGES[task.kind]
+        storage = task.storage or spec.input.storage
+        stages.append(
+            StagePlan(
+                task.task_name,
+                StageFactory(module, cls, {"spec": task, "storage": storage}),
+                Resources(
+                    num_cpus=task.num_cpus,
+                    num_gpus=task.num_gpus,
+                    actor=True,
+                    max_actors=task.actors,
+                ),
+                task.batch_size,
+            )
+        )
+        if is_scored:
+            scored.append(task.task_name)
+    if scored:
+        stages.append(
+            StagePlan(
+                "score",
+                StageFactory(
+                    "pipeline.stages.score",
+                    "ScoreStage",
+                    {"tasks": scored, "normalizer": spec.scoring.normalizer},
+                ),
+                Resources(num_cpus=0.5),
+                None,
+            )
+        )
+    tasks = [TaskInfo(t.task_name, t.kind, t.model) for t in spec.tasks]
+    return Plan(stages, tasks, rate)

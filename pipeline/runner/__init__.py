@@ -1,0 +1,225 @@
+"""The runner: the only module that turns a plan into Ray Data operations.
+
+read (AudioShardDatasource) -> decode (CPU tasks) -> model stages (actor pools)
+-> score (CPU tasks) -> TablesDatasink, with Ray's id-column checkpointing keyed
+on `item_id` so a re-run (after a crash or after success) processes each item once.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import pyarrow as pa
+import ray
+import ray.data
+from ray.data.checkpoint import CheckpointConfig
+
+from pipeline import columns as C
+from pipeline.io.shards import plan_input
+from pipeline.io.storage import arrow_filesystem, join
+from pipeline.io.tables import partition_dir, write_parquet
+from pipeline.plan import Plan, StagePlan, build_plan
+from pipeline.progress import Counters
+from pipeline.runner.datasink import TablesDatasink
+from pipeline.runner.datasource import AudioShardDatasource
+from pipeline.runner.progress_actor import ProgressActor, ProgressPrinter
+from pipeline.schemas import conform
+from pipeline.spec import JobSpec, RuntimeSpec
+
+CHECKPOINT_DIR = "_checkpoint"
+
+
+@dataclass(frozen=True)
+class RunResult:
+    run_id: str
+    status: str
+    counters: Counters
+    wall_s: float
+    output_uri: str
+
+
+def run_job(spec: JobSpec, *, out: Callable[[str], None] = print) -> RunResult:
+    """Run `spec` to completion on the configured (or a local) Ray cluster."""
+    run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ-") + uuid.uuid4().hex[:6]
+    started = datetime.now(UTC)
+    t0 = time.monotonic()
+    inputs = plan_input(spec.input, spec.runtime.read_batch_items)
+    plan = build_plan(spec)
+    out(
+        f"audiobatch run {run_id}: {len(inputs.units)} work units ({inputs.format}), "
+        f"{inputs.total_items if inputs.total_items is not None else 'unknown'} items, "
+        f"tasks: {', '.join(t.name for t in plan.tasks)}"
+    )
+    _init_ray(spec.runtime)
+    has_gpu = ray.cluster_resources().get("GPU", 0) > 0
+    out_fs, out_root = arrow_filesystem(spec.output.uri, spec.output.storage)
+    ctx = ray.data.DataContext.get_current()
+    ctx.enable_progress_bars = False
+    ctx.checkpoint_config = CheckpointConfig(
+        id_column=C.ITEM_ID,
+        checkpoint_path=join(spec.output.uri, CHECKPOINT_DIR),
+        delete_checkpoint_on_success=False,  # the next run must still skip what is done
+        override_filesystem=out_fs,
+    )
+    progress = ProgressActor.remote()
+    max_bytes = int(spec.decode.max_file_mb * 2**20)
+    ds = ray.data.read_datasource(
+        AudioShardDatasource(inputs, spec.input, max_bytes, spec.runtime.read_batch_items)
+    )
+    for stage in plan.stages:
+        ds = _apply(ds, stage, progress, has_gpu)
+        if stage.resources.actor and stage is _last_actor(plan):
+            ds = ds.drop_columns([C.AUDIO])
+    sink = TablesDatasink(
+        spec.output.uri if "://" in spec.output.uri else out_root,
+        out_fs,
+        tasks=plan.tasks,
+        run_id=run_id,
+        progress=progress,
+    )
+    printer = ProgressPrinter(
+        progress,
+        total_items=inputs.total_items,
+        total_bytes=inputs.total_bytes,
+        interval_s=spec.runtime.progress_interval_s,
+        out=out,
+    ).start()
+    status, message = "failed", None
+    try:
+        ds.write_datasink(sink)
+        status = "succeeded"
+    except Exception as exc:
+        message = f"{type(exc).__name__}: {exc}"
+        raise
+    finally:
+        counters = printer.stop()
+        wall = time.monotonic() - t0
+        _write_run_row(spec, run_id, started, status, counters, wall, message, out_fs, out_root)
+        ctx.checkpoint_config = None
+    return RunResult(run_id, status, counters, wall, spec.output.uri)
+
+
+# Workers inherit these: no download progress bars or info chatter from transformers.
+_WORKER_ENV = {
+    "TRANSFORMERS_VERBOSITY": "error",
+    "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+    "TOKENIZERS_PARALLELISM": "false",
+}
+
+
+def _init_ray(runtime: RuntimeSpec) -> None:
+    logging.getLogger("ray.data").setLevel(logging.WARNING)
+    if ray.is_initialized():
+        return
+    ray.init(
+        address=runtime.address,
+        num_cpus=runtime.num_cpus if runtime.address is None else None,
+        include_dashboard=False,
+        logging_level="WARNING",
+        runtime_env={"env_vars": _WORKER_ENV},
+    )
+
+
+def _last_actor(plan: Plan) -> StagePlan | None:
+    actors = [s for s in plan.stages if s.resources.actor]
+    return actors[-1] if actors else None
+
+
+class _ActorStage:
+    """Wraps a stage for an actor pool: built once per actor, timed per batch."""
+
+    def __init__(self, stage: StagePlan, progress):
+        self._stage = stage.factory()
+        self._name = stage.name
+        self._progress = progress
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        return _timed(self._stage, self._name, self._progress, batch)
+
+
+_TASK_STAGES: dict[str, object] = {}
+
+
+def _task_fn(stage: StagePlan, progress) -> Callable[[pa.Table], pa.Table]:
+    def fn(batch: pa.Table) -> pa.Table:
+        # Worker processes are reused: build each stage once per process, not per batch.
+        instance = _TASK_STAGES.get(stage.name) or _TASK_STAGES.setdefault(
+            stage.name, stage.factory()
+        )
+        return _timed(instance, stage.name, progress, batch)
+
+    return fn
+
+
+def _timed(stage, name: str, progress, batch: pa.Table) -> pa.Table:
+    t = time.perf_counter()
+    out = stage(batch)
+    busy = time.perf_counter() - t
+    audio = (
+        float(pa.compute.sum(out.column(C.DURATION_S)).as_py() or 0.0)
+        if C.DURATION_S in out.column_names
+        else 0.0
+    )
+    progress.stage.remote(name, out.num_rows, audio, busy)
+    return out
+
+
+def _apply(ds, stage: StagePlan, progress, has_gpu: bool):
+    r = stage.resources
+    common = {"batch_format": "pyarrow", "batch_size": stage.batch_size, "zero_copy_batch": True}
+    if not r.actor:
+        # A remote-args fn keeps Ray from fusing this task stage into the next actor pool:
+        # fused, decode would run serially inside the model actor instead of on free CPUs.
+        return ds.map_batches(
+            _task_fn(stage, progress),
+            num_cpus=r.num_cpus,
+            ray_remote_args_fn=_no_extra_args,
+            **common,
+        )
+    gpus = r.num_gpus if has_gpu else 0
+    return ds.map_batches(
+        _ActorStage,
+        fn_constructor_args=(stage, progress),
+        compute=ray.data.ActorPoolStrategy(min_size=1, max_size=r.max_actors),
+        num_cpus=r.num_cpus,
+        num_gpus=gpus,
+        **common,
+    )
+
+
+def _no_extra_args() -> dict:
+    return {}
+
+
+def _write_run_row(
+    spec: JobSpec, run_id, started, status, c: Counters, wall, message, fs, root
+) -> None:
+    from pipeline.versions import versions
+
+    row = {
+        "run_id": run_id,
+        "spec_hash": spec.spec_hash(),
+        "spec_json": spec.model_dump_json(),
+        "versions": json.dumps(versions()),
+        "started_at": started,
+        "ended_at": datetime.now(UTC),
+        "status": status,
+        "items": c.items,
+        "items_ok": c.items - c.failed,
+        "items_failed": c.failed,
+        "audio_s": c.audio_s,
+        "wall_s": wall,
+        "stages": [
+            {"stage": k, "items": v.items, "audio_s": v.audio_s, "busy_s": v.busy_s}
+            for k, v in c.stages.items()
+        ],
+        "message": message,
+    }
+    table = conform(pa.Table.from_pylist([row]), "runs")
+    write_parquet(fs, f"{partition_dir(root, 'runs', 'job', spec.name)}/{run_id}.parquet", table)

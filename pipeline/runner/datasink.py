@@ -1,0 +1,57 @@
+"""A Ray Data file datasink that writes every output table from one stream of rows.
+
+Ray's checkpointing (`DataContext.checkpoint_config`) gives `_FileDatasink`s a
+two-phase commit: before a write task writes, it records the ids of its rows in a
+pending checkpoint named after the task's base file name; after, it commits it.
+On recovery, files whose names start with a pending checkpoint's base name are
+deleted anywhere under the datasink's folder. So every file this sink writes, in
+whichever table, starts with that base name. `_FileDatasink` is Ray-private;
+Ray is pinned to 2.60 in pyproject.toml for that reason.
+"""
+
+from __future__ import annotations
+
+import posixpath
+
+from ray.data._internal.planner.plan_write_op import WRITE_UUID_KWARG_NAME
+from ray.data.block import BlockAccessor
+from ray.data.datasource.file_datasink import _FileDatasink
+from ray.data.datasource.filename_provider import _split_base_and_ext
+
+from pipeline.io.tables import TaskInfo, partition_dir, split_batch, write_parquet
+from pipeline.schemas import TABLES
+
+
+class TablesDatasink(_FileDatasink):
+    def __init__(self, root: str, filesystem, *, tasks: list[TaskInfo], run_id: str, progress=None):
+        super().__init__(root, filesystem=filesystem, file_format="parquet")
+        self._fs = filesystem  # the unwrapped one: write_parquet picks its strategy by type
+        self._tasks = tasks
+        self._run_id = run_id
+        self._progress = progress
+
+    def write_block(self, block: BlockAccessor, block_index: int, ctx) -> None:
+        filename = self.filename_provider.get_filename_for_task(
+            ctx.kwargs[WRITE_UUID_KWARG_NAME], ctx.task_idx
+        )
+        base, _ = _split_base_and_ext(filename)
+        batch = block.to_arrow()
+        for (table, value), rows in split_batch(batch, self._tasks, self._run_id).items():
+            folder = partition_dir(self.path, table, TABLES[table][1], value)
+            write_parquet(self._fs, posixpath.join(folder, f"{base}.parquet"), rows)
+        if self._progress is not None:
+            self._progress.written.remote(_written_stats(batch))
+
+
+def _written_stats(batch) -> dict:
+    import pyarrow.compute as pc
+
+    failed = batch.column("error_code").null_count
+    failed = batch.num_rows - failed
+    audio = batch.column("duration_s") if "duration_s" in batch.column_names else None
+    return {
+        "items": batch.num_rows,
+        "failed": failed,
+        "audio_s": float(pc.sum(audio).as_py() or 0.0) if audio is not None else 0.0,
+        "bytes": int(pc.sum(batch.column("input_bytes")).as_py() or 0),
+    }

@@ -1,0 +1,49 @@
+"""A Ray Data datasource over the work units of an `InputPlan`.
+
+Each read task reads one work unit (a group of files, one tar, one Parquet file)
+and yields item rows with a stable `item_id`, which is what Ray's checkpoint
+filter keys on: items already written are dropped right after the read.
+"""
+
+from __future__ import annotations
+
+from ray.data.block import BlockMetadata
+from ray.data.datasource import Datasource, ReadTask
+
+from pipeline.columns import ITEM_SCHEMA
+from pipeline.io.shards import InputPlan, WorkUnit, read_unit
+from pipeline.spec import InputSpec
+
+
+class AudioShardDatasource(Datasource):
+    def __init__(self, plan: InputPlan, spec: InputSpec, max_bytes: int, batch_items: int):
+        self._plan = plan
+        self._spec = spec
+        self._max_bytes = max_bytes
+        self._batch = batch_items
+
+    def get_name(self) -> str:
+        return f"AudioShards[{self._plan.format}]"
+
+    def estimate_inmemory_data_size(self) -> int | None:
+        return self._plan.total_bytes or None
+
+    def get_read_tasks(
+        self, parallelism: int, per_task_row_limit: int | None = None, data_context=None
+    ) -> list[ReadTask]:
+        return [self._task(unit) for unit in self._plan.units]
+
+    def _task(self, unit: WorkUnit) -> ReadTask:
+        spec, max_bytes, batch = self._spec, self._max_bytes, self._batch
+
+        def read():
+            yield from read_unit(unit, spec, max_bytes, batch)
+
+        inputs = tuple(f.uri for f in unit.files) if unit.files else (unit.shard_uri,)
+        meta = BlockMetadata(
+            num_rows=unit.num_items,
+            size_bytes=unit.size or None,
+            exec_stats=None,
+            input_files=inputs,
+        )
+        return ReadTask(read, meta, schema=ITEM_SCHEMA)

@@ -1,0 +1,64 @@
+"""The Ray side of progress: an actor holding `Counters`, and a thread printing them."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+import ray
+
+from pipeline.progress import Counters, format_line
+
+
+@ray.remote(num_cpus=0)
+class ProgressActor:
+    def __init__(self) -> None:
+        self.c = Counters()
+
+    def written(self, stats: dict) -> None:
+        self.c.written(**stats)
+
+    def stage(self, name: str, items: int, audio_s: float, busy_s: float) -> None:
+        self.c.stage(name, items, audio_s, busy_s)
+
+    def snapshot(self) -> Counters:
+        return self.c
+
+
+class ProgressPrinter:
+    """Prints a progress line every `interval_s` until stopped (and once more at the end)."""
+
+    def __init__(
+        self,
+        actor,
+        *,
+        total_items: int | None,
+        total_bytes: int | None,
+        interval_s: float,
+        out: Callable[[str], None],
+    ):
+        self._actor, self._out, self._interval = actor, out, interval_s
+        self._totals = {"total_items": total_items, "total_bytes": total_bytes}
+        self._stop = threading.Event()
+        self._start = time.monotonic()
+        self._thread = threading.Thread(target=self._loop, name="audiobatch-progress", daemon=True)
+
+    def start(self) -> ProgressPrinter:
+        self._thread.start()
+        return self
+
+    def stop(self) -> Counters:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        counters = ray.get(self._actor.snapshot.remote())
+        self._out(format_line(counters, time.monotonic() - self._start, **self._totals))
+        return counters
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self._interval):
+            try:
+                counters = ray.get(self._actor.snapshot.remote(), timeout=10)
+            except Exception:  # progress must never break the job
+                continue
+            self._out(format_line(counters, time.monotonic() - self._start, **self._totals))

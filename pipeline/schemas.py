@@ -1,0 +1,125 @@
+"""Schemas of the output tables, checked on every write and against `schemas/*.json` in tests.
+
+Tables are Hive-partitioned: `transcripts/task=<task>/`, `errors/stage=<stage>/`,
+`runs/job=<job>/`. The partition column lives in the folder name, not in the files;
+DuckDB (`hive_partitioning=true`) and pyarrow (`partitioning="hive"`) add it back.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pyarrow as pa
+
+from pipeline.errors import AudiobatchError
+
+WORD = pa.struct([("word", pa.string()), ("start", pa.float64()), ("end", pa.float64())])
+
+TRANSCRIPTS = pa.schema(
+    [
+        pa.field("item_id", pa.string(), nullable=False),
+        pa.field("source_uri", pa.string(), nullable=False),
+        pa.field("member", pa.string(), nullable=False),
+        pa.field("shard", pa.string(), nullable=False),
+        pa.field("duration_s", pa.float64()),
+        pa.field("model", pa.string()),
+        pa.field("text", pa.string()),
+        pa.field("language", pa.string()),
+        pa.field("words", pa.list_(WORD)),
+        pa.field("confidence", pa.float64()),
+        pa.field("reference", pa.string()),
+        pa.field("normalizer", pa.string()),
+        pa.field("ref_words", pa.int32()),
+        pa.field("substitutions", pa.int32()),
+        pa.field("deletions", pa.int32()),
+        pa.field("insertions", pa.int32()),
+        pa.field("wer", pa.float64()),
+        pa.field("ref_chars", pa.int32()),
+        pa.field("char_edits", pa.int32()),
+        pa.field("cer", pa.float64()),
+        pa.field("metadata", pa.string()),
+        pa.field("run_id", pa.string(), nullable=False),
+    ]
+)
+
+ERRORS = pa.schema(
+    [
+        pa.field("item_id", pa.string(), nullable=False),
+        pa.field("source_uri", pa.string(), nullable=False),
+        pa.field("member", pa.string(), nullable=False),
+        pa.field("shard", pa.string(), nullable=False),
+        pa.field("error_code", pa.string(), nullable=False),
+        pa.field("error_message", pa.string(), nullable=False),
+        pa.field("run_id", pa.string(), nullable=False),
+    ]
+)
+
+STAGE_STATS = pa.struct(
+    [
+        ("stage", pa.string()),
+        ("items", pa.int64()),
+        ("audio_s", pa.float64()),
+        ("busy_s", pa.float64()),
+    ]
+)
+
+RUNS = pa.schema(
+    [
+        pa.field("run_id", pa.string(), nullable=False),
+        pa.field("spec_hash", pa.string(), nullable=False),
+        pa.field("spec_json", pa.string(), nullable=False),
+        pa.field("versions", pa.string(), nullable=False),  # JSON: package -> version
+        pa.field("started_at", pa.timestamp("us", tz="UTC"), nullable=False),
+        pa.field("ended_at", pa.timestamp("us", tz="UTC"), nullable=False),
+        pa.field("status", pa.string(), nullable=False),  # succeeded | failed
+        pa.field("items", pa.int64(), nullable=False),  # items this run wrote (ok + errors)
+        pa.field("items_ok", pa.int64(), nullable=False),
+        pa.field("items_failed", pa.int64(), nullable=False),
+        pa.field("audio_s", pa.float64(), nullable=False),
+        pa.field("wall_s", pa.float64(), nullable=False),
+        pa.field("stages", pa.list_(STAGE_STATS)),
+        pa.field("message", pa.string()),
+    ]
+)
+
+TABLES: dict[str, tuple[pa.Schema, str]] = {
+    "transcripts": (TRANSCRIPTS, "task"),
+    "errors": (ERRORS, "stage"),
+    "runs": (RUNS, "job"),
+}
+
+
+class SchemaMismatch(AudiobatchError):
+    """A table about to be written does not match its declared schema."""
+
+
+def conform(table: pa.Table, name: str) -> pa.Table:
+    """Select and order the schema's columns and cast to its types; raise on anything missing."""
+    schema = TABLES[name][0]
+    missing = [f.name for f in schema if f.name not in table.column_names]
+    if missing:
+        raise SchemaMismatch(f"{name}: missing columns {', '.join(missing)}")
+    try:
+        # The cast also refuses nulls in non-nullable fields.
+        return table.select(schema.names).cast(schema)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, ValueError) as exc:
+        raise SchemaMismatch(f"{name}: cannot conform to schema: {exc}") from None
+
+
+def schema_json(name: str) -> dict:
+    """A language-neutral description of a table schema (what `schemas/<name>.json` holds)."""
+    schema, partition = TABLES[name]
+    return {
+        "table": name,
+        "partitioned_by": partition,
+        "columns": [{"name": f.name, "type": str(f.type), "nullable": f.nullable} for f in schema],
+    }
+
+
+def render_all() -> dict[str, str]:
+    """File name -> content for every schema file under `schemas/`."""
+    from pipeline.spec import json_schema
+
+    files = {f"{n}.schema.json": json.dumps(schema_json(n), indent=2) + "\n" for n in TABLES}
+    files["job_spec.schema.json"] = json.dumps(json_schema(), indent=2) + "\n"
+    return files

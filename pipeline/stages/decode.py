@@ -1,0 +1,102 @@
+"""Decode stage: audio bytes in, mono float32 at the model's rate out.
+
+Runs as plain CPU tasks. Each row is decoded on its own, so one bad file only
+ever fails its own row: known problems carry their `ErrorCode`, anything else a
+decoder raises becomes UNDECODABLE with the exception named. The raw bytes are
+dropped here; nothing downstream needs them and they are the biggest column.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pyarrow as pa
+
+from pipeline.columns import AUDIO, AUDIO_BYTES, AUDIO_FIELDS, DURATION_S, MEMBER, SAMPLE_RATE
+from pipeline.errors import AudioDecodeError, ErrorCode, RowError
+from pipeline.io.audio import decode_audio
+from pipeline.spec import DecodeSpec
+from pipeline.stages.base import Stage, StageOutput
+
+_MAX_LIST_VALUES = 2**31 - 1  # list<float32> has int32 offsets
+
+
+class DecodeStage(Stage):
+    """Decode `audio_bytes` into the `audio`, `sample_rate` and `duration_s` columns."""
+
+    name = "decode"
+
+    def __init__(self, limits: DecodeSpec, target_rate: int):
+        self.limits = limits
+        self.target_rate = target_rate
+
+    def reads(self) -> Sequence[str]:
+        return (AUDIO_BYTES,)
+
+    def adds(self) -> pa.Schema:
+        return pa.schema(AUDIO_FIELDS)
+
+    def drops(self) -> Sequence[str]:
+        return (AUDIO_BYTES,)
+
+    def process(self, rows: pa.Table) -> StageOutput:
+        names = (
+            rows.column(MEMBER).to_pylist() if MEMBER in rows.column_names else [""] * rows.num_rows
+        )
+        samples: list[np.ndarray | None] = []
+        errors: dict[int, RowError] = {}
+        for i, (data, name) in enumerate(
+            zip(rows.column(AUDIO_BYTES).to_pylist(), names, strict=True)
+        ):
+            result = self._decode_one(data, name or "")
+            if isinstance(result, RowError):
+                errors[i] = result
+                samples.append(None)
+            else:
+                samples.append(result)
+        durations = [None if x is None else len(x) / self.target_rate for x in samples]
+        rates = [None if x is None else self.target_rate for x in samples]
+        return StageOutput(
+            columns={
+                AUDIO: _list_array(samples),
+                SAMPLE_RATE: pa.array(rates, pa.int32()),
+                DURATION_S: pa.array(durations, pa.float64()),
+            },
+            errors=errors,
+        )
+
+    def _decode_one(self, data: bytes | None, name: str) -> np.ndarray | RowError:
+        if data is None:
+            return RowError(
+                ErrorCode.MISSING_AUDIO, f"{name or 'item'}: the row has no audio bytes"
+            )
+        try:
+            return decode_audio(
+                data, target_rate=self.target_rate, limits=self.limits, name=name
+            ).samples
+        except AudioDecodeError as exc:
+            return exc.as_row_error()
+        except Exception as exc:  # a decoder bug must cost one row, never the batch
+            return RowError(
+                ErrorCode.UNDECODABLE,
+                f"{name or 'item'}: decoder raised {type(exc).__name__}: {exc}",
+            )
+
+
+def _list_array(samples: list[np.ndarray | None]) -> pa.Array:
+    """One list<float32> array over a single concatenated buffer; None rows are null."""
+    lengths = np.array([0 if x is None else len(x) for x in samples], dtype=np.int64)
+    if lengths.sum() > _MAX_LIST_VALUES:
+        raise ValueError(
+            f"a decode batch of {len(samples)} items holds {lengths.sum()} samples, more than an "
+            "Arrow list column can (2^31 - 1): lower runtime.decode_batch_size or decode.max_duration_s"
+        )
+    offsets = np.zeros(len(samples) + 1, dtype=np.int32)
+    np.cumsum(lengths, out=offsets[1:])
+    parts = [x for x in samples if x is not None]
+    values = np.concatenate(parts) if parts else np.zeros(0, np.float32)
+    mask = pa.array([x is None for x in samples], pa.bool_())
+    return pa.ListArray.from_arrays(
+        pa.array(offsets), pa.array(values, pa.float32()), type=pa.list_(pa.float32()), mask=mask
+    )

@@ -1,0 +1,128 @@
+"""Per-item WER/CER edit counts for each task's transcript against the reference.
+
+The stage writes counts (reference words, substitutions, deletions, insertions;
+reference characters, character edits) rather than only rates, so reports can
+compute corpus WER as total edits over total reference words over any slice of
+the output. The normaliser's name is written beside the counts because a WER
+means nothing without it.
+
+Scoring is optional: a row without a reference gets nulls and no error. One row
+that makes the normaliser or the aligner raise is recorded as `score_failed`
+and does not affect the rest of the batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import pyarrow as pa
+
+from pipeline.columns import REFERENCE, task_column
+from pipeline.errors import ErrorCode, RowError
+from pipeline.metrics.normalize import Normalizer, get_normalizer
+from pipeline.metrics.wer import char_edits, word_edits
+from pipeline.stages.base import Stage, StageOutput
+
+# (field, type) added per task, in output order.
+SCORE_FIELDS: tuple[tuple[str, pa.DataType], ...] = (
+    ("normalizer", pa.string()),
+    ("ref_words", pa.int32()),
+    ("substitutions", pa.int32()),
+    ("deletions", pa.int32()),
+    ("insertions", pa.int32()),
+    ("wer", pa.float64()),
+    ("ref_chars", pa.int32()),
+    ("char_edits", pa.int32()),
+    ("cer", pa.float64()),
+)
+_NO_SCORE: dict[str, None] = {name: None for name, _ in SCORE_FIELDS}
+
+
+@dataclass(frozen=True)
+class _Scored:
+    """One row's scores for every task, or the error that stopped them."""
+
+    values: dict[str, dict[str, object]]  # task -> field -> value
+    error: RowError | None = None
+
+
+class ScoreStage(Stage):
+    """Adds `{task}__{field}` for every field in `SCORE_FIELDS` and every task.
+
+    `normalizer` is one of `pipeline.metrics.normalize.NORMALIZER_NAMES`; it is
+    applied to both the reference and the hypothesis. A healthy row whose
+    transcript is null is scored as an empty hypothesis (all deletions).
+    """
+
+    name = "score"
+
+    def __init__(self, tasks: Sequence[str], normalizer: str) -> None:
+        if not tasks:
+            raise ValueError("ScoreStage needs at least one task to score")
+        if len(set(tasks)) != len(tasks):
+            raise ValueError(f"ScoreStage tasks must be distinct, got {list(tasks)}")
+        self.tasks = tuple(tasks)
+        self.normalizer: Normalizer = get_normalizer(normalizer)
+
+    def reads(self) -> Sequence[str]:
+        return (REFERENCE, *(task_column(t, "text") for t in self.tasks))
+
+    def adds(self) -> pa.Schema:
+        return pa.schema(
+            [
+                pa.field(task_column(task, name), typ)
+                for task in self.tasks
+                for name, typ in SCORE_FIELDS
+            ]
+        )
+
+    def process(self, rows: pa.Table) -> StageOutput:
+        refs = rows.column(REFERENCE).to_pylist()
+        hyps = {t: rows.column(task_column(t, "text")).to_pylist() for t in self.tasks}
+        out = StageOutput(columns={f.name: [] for f in self.adds()})
+        for i, ref in enumerate(refs):
+            scored = self._score_row(ref, {t: hyps[t][i] for t in self.tasks})
+            if scored.error is not None:
+                out.errors[i] = scored.error
+            for task, values in scored.values.items():
+                for name, value in values.items():
+                    out.columns[task_column(task, name)].append(value)
+        return out
+
+    def _score_row(self, ref: str | None, hyps: dict[str, str | None]) -> _Scored:
+        if ref is None:
+            return _Scored({t: _NO_SCORE for t in self.tasks})
+        task = None
+        try:
+            norm_ref = self.normalizer(ref)
+            values: dict[str, dict[str, object]] = {}
+            for task, hyp in hyps.items():
+                values[task] = self._score_one(norm_ref, self.normalizer(hyp or ""))
+            return _Scored(values)
+        # Normalisers and the aligner are third-party code fed arbitrary text:
+        # whatever one item makes them raise must not fail its whole batch.
+        except Exception as exc:
+            where = f"task {task!r}" if task is not None else "the reference"
+            message = (
+                f"scoring {where} with normaliser {self.normalizer.name!r} raised "
+                f"{type(exc).__name__}: {exc}; the transcript is kept, only its scores are missing"
+            )
+            return _Scored(
+                {t: _NO_SCORE for t in self.tasks}, RowError(ErrorCode.SCORE_FAILED, message)
+            )
+
+    def _score_one(self, ref: str, hyp: str) -> dict[str, object]:
+        words = word_edits(ref, hyp)
+        chars = char_edits(ref, hyp)
+        return {
+            "normalizer": self.normalizer.name,
+            "ref_words": words.ref_words,
+            "substitutions": words.substitutions,
+            "deletions": words.deletions,
+            "insertions": words.insertions,
+            "wer": words.wer,
+            "ref_chars": chars.ref_words,
+            "char_edits": chars.errors,
+            "cer": chars.wer,
+        }

@@ -1,0 +1,119 @@
+import pyarrow as pa
+import pyarrow.fs as pafs
+import pytest
+
+from pipeline.columns import ITEM_SCHEMA
+from pipeline.io.tables import TaskInfo, read_table, split_batch, write_parquet
+from pipeline.schemas import SchemaMismatch, conform
+
+
+def _batch():
+    base = pa.Table.from_pylist(
+        [
+            {
+                "item_id": "a",
+                "source_uri": "/c/a.wav",
+                "member": "",
+                "shard": ".",
+                "reference": "hi there",
+                "input_bytes": 5,
+            },
+            {
+                "item_id": "b",
+                "source_uri": "/c/b.wav",
+                "member": "",
+                "shard": ".",
+                "error_stage": "decode",
+                "error_code": "truncated",
+                "error_message": "cut short",
+                "input_bytes": 5,
+            },
+        ],
+        schema=ITEM_SCHEMA,
+    ).drop_columns(["audio_bytes"])
+    extra = {
+        "duration_s": pa.array([1.5, None]),
+        "ctc__text": pa.array(["hi there", None]),
+        "ctc__model": pa.array(["m1", None]),
+        "ctc__words": pa.array(
+            [
+                [
+                    {"word": "hi", "start": 0.0, "end": 0.2},
+                    {"word": "there", "start": 0.3, "end": 0.6},
+                ],
+                None,
+            ]
+        ),
+        "ctc__confidence": pa.array([0.9, None]),
+        "ctc__ref_words": pa.array([2, None], pa.int32()),
+        "ctc__wer": pa.array([0.0, None]),
+    }
+    for name, col in extra.items():
+        base = base.append_column(name, col)
+    return base
+
+
+def test_split_batch_routes_rows_and_fills_missing_columns():
+    out = split_batch(_batch(), [TaskInfo("ctc", "ctc", "m1")], "run1")
+    assert set(out) == {("transcripts", "ctc"), ("errors", "decode")}
+    t = out[("transcripts", "ctc")].to_pylist()[0]
+    assert (
+        t["item_id"] == "a"
+        and t["text"] == "hi there"
+        and t["run_id"] == "run1"
+        and t["model"] == "m1"
+    )
+    assert t["language"] is None and t["cer"] is None  # not produced here: nulls, same schema
+    e = out[("errors", "decode")].to_pylist()[0]
+    assert (e["item_id"], e["error_code"], e["error_message"]) == ("b", "truncated", "cut short")
+
+
+def test_conform_refuses_missing_columns_and_nulls_in_required():
+    with pytest.raises(SchemaMismatch, match="missing columns"):
+        conform(pa.table({"item_id": ["x"]}), "errors")
+    bad = pa.table(
+        {
+            k: [None]
+            for k in [
+                "item_id",
+                "source_uri",
+                "member",
+                "shard",
+                "error_code",
+                "error_message",
+                "run_id",
+            ]
+        },
+        schema=pa.schema(
+            [
+                (k, pa.string())
+                for k in [
+                    "item_id",
+                    "source_uri",
+                    "member",
+                    "shard",
+                    "error_code",
+                    "error_message",
+                    "run_id",
+                ]
+            ]
+        ),
+    )
+    with pytest.raises(SchemaMismatch, match="null values to non-nullable"):
+        conform(bad, "errors")
+
+
+def test_write_parquet_leaves_no_temp_and_reads_back_partitioned(tmp_path):
+    fs = pafs.LocalFileSystem()
+    out = split_batch(_batch(), [TaskInfo("ctc", "ctc", "m1")], "run1")
+    write_parquet(
+        fs, f"{tmp_path}/transcripts/task=ctc/part-1.parquet", out[("transcripts", "ctc")]
+    )
+    write_parquet(fs, f"{tmp_path}/errors/stage=decode/part-1.parquet", out[("errors", "decode")])
+    assert sorted(p.name for p in tmp_path.rglob("*")) == sorted(
+        ["transcripts", "task=ctc", "part-1.parquet", "errors", "stage=decode", "part-1.parquet"]
+    )
+    t = read_table(fs, str(tmp_path), "transcripts")
+    assert t.column("task").to_pylist() == ["ctc"]
+    assert read_table(fs, str(tmp_path), "errors").column("stage").to_pylist() == ["decode"]
+    assert read_table(fs, str(tmp_path), "runs") is None

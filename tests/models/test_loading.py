@@ -1,0 +1,141 @@
+"""Model resolution (local folder, object storage, hub id) and loading a CtcModel."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from pipeline.demo.tiny_models import build_tiny_ctc
+from pipeline.errors import ModelLoadError
+from pipeline.models import loading
+from pipeline.models.loading import load_ctc, resolve_model
+from pipeline.spec import CtcTaskSpec, StorageOptions
+
+NO_STORAGE = StorageOptions()
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory) -> str:
+    return build_tiny_ctc(str(tmp_path_factory.mktemp("tiny") / "w2v"), arch="wav2vec2")
+
+
+@pytest.fixture
+def s3(s3_bucket):
+    """An s3fs client for a fresh bucket on the session's S3 emulator (tests/conftest.py)."""
+    import s3fs
+
+    endpoint, bucket = s3_bucket
+    fs = s3fs.S3FileSystem(client_kwargs={"endpoint_url": endpoint}, skip_instance_cache=True)
+    return fs, StorageOptions(endpoint_url=endpoint), bucket
+
+
+def upload(fs, local: str, prefix: str) -> None:
+    for path in Path(local).rglob("*"):
+        if path.is_file():
+            fs.put_file(str(path), f"{prefix}/{path.relative_to(local)}")
+
+
+def test_local_folder_resolves_to_itself(tiny_dir):
+    assert resolve_model(tiny_dir, revision=None, storage=NO_STORAGE) == tiny_dir
+    assert resolve_model(f"file://{tiny_dir}", revision=None, storage=NO_STORAGE) == tiny_dir
+
+
+def test_hub_id_is_returned_unchanged():
+    for hub_id in ("facebook/wav2vec2-base-960h", "wav2vec2-base"):
+        assert resolve_model(hub_id, revision="main", storage=NO_STORAGE) == hub_id
+
+
+def test_missing_folder_is_a_clear_error(tmp_path):
+    with pytest.raises(ModelLoadError, match="no such folder"):
+        resolve_model(str(tmp_path / "nope"), revision=None, storage=NO_STORAGE)
+    with pytest.raises(ModelLoadError, match="no config.json"):
+        resolve_model(str(tmp_path), revision=None, storage=NO_STORAGE)
+
+
+def test_object_storage_prefix_is_copied_once(s3, tiny_dir, tmp_path):
+    fs, storage, bucket = s3
+    upload(fs, tiny_dir, f"{bucket}/tiny")
+    cache = str(tmp_path / "cache")
+    first = resolve_model(f"s3://{bucket}/tiny", revision=None, storage=storage, cache_dir=cache)
+    assert Path(first).parent == Path(cache)
+    copied = sorted(p.name for p in Path(first).iterdir())
+    assert copied == sorted(p.name for p in Path(tiny_dir).iterdir())
+    assert (Path(first) / "model.safetensors").read_bytes() == (
+        Path(tiny_dir) / "model.safetensors"
+    ).read_bytes()
+
+    fs.rm(f"{bucket}/tiny", recursive=True)  # a second resolve must not need the bucket
+    again = resolve_model(f"s3://{bucket}/tiny/", revision=None, storage=storage, cache_dir=cache)
+    assert again == first
+    # The revision is part of the cache key: a new one means a new copy (which now fails).
+    with pytest.raises(ModelLoadError, match="no config.json"):
+        resolve_model(f"s3://{bucket}/tiny", revision="v2", storage=storage, cache_dir=cache)
+    assert not [p for p in Path(cache).iterdir() if p.name.startswith(".")]  # no temp leftovers
+
+
+def test_concurrent_resolves_copy_once(s3, tiny_dir, tmp_path, monkeypatch):
+    fs, storage, bucket = s3
+    upload(fs, tiny_dir, f"{bucket}/shared")
+    calls = []
+    real = loading._download
+
+    def counting(*args):
+        calls.append(args)
+        real(*args)
+
+    monkeypatch.setattr(loading, "_download", counting)
+    cache = str(tmp_path / "cache")
+    results: list[str] = []
+
+    def resolve():
+        results.append(
+            resolve_model(f"s3://{bucket}/shared", revision=None, storage=storage, cache_dir=cache)
+        )
+
+    threads = [threading.Thread(target=resolve) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(calls) == 1
+    assert len(set(results)) == 1 and len(results) == 4
+
+
+def test_object_storage_errors_name_the_model(s3, tmp_path):
+    fs, storage, bucket = s3
+    fs.pipe(f"{bucket}/weights-only/model.safetensors", b"x")
+    with pytest.raises(ModelLoadError, match=f"s3://{bucket}/weights-only.*no config.json"):
+        resolve_model(
+            f"s3://{bucket}/weights-only", revision=None, storage=storage, cache_dir=str(tmp_path)
+        )
+    with pytest.raises(ModelLoadError, match=f"s3://{bucket}/absent"):
+        resolve_model(
+            f"s3://{bucket}/absent", revision=None, storage=storage, cache_dir=str(tmp_path)
+        )
+
+
+def test_load_ctc_from_object_storage(s3, tiny_dir, tmp_path, monkeypatch):
+    fs, storage, bucket = s3
+    upload(fs, tiny_dir, f"{bucket}/w2v")
+    monkeypatch.setattr(loading, "DEFAULT_CACHE", str(tmp_path / "cache"))
+    model = load_ctc(CtcTaskSpec(model=f"s3://{bucket}/w2v"), storage, "cpu")
+    assert model.name == f"s3://{bucket}/w2v"
+    assert model.dtype == torch.float32 and not model.model.training
+    assert model.sampling_rate == 16_000 and model.frame_duration == pytest.approx(0.02)
+    assert model.receptive_field == 400
+    out = model.predict([np.random.default_rng(0).standard_normal(16_000).astype(np.float32)])
+    assert len(out[0].ids) == model.frames(16_000) == 49
+
+
+def test_load_ctc_errors_are_model_load_errors(tmp_path, tiny_dir):
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "config.json").write_text('{"model_type": "wav2vec2"}')
+    with pytest.raises(ModelLoadError, match="broken.*AutoModelForCTC"):
+        load_ctc(CtcTaskSpec(model=str(broken)), NO_STORAGE, "cpu")
+    with pytest.raises(ModelLoadError, match="expects 16000 Hz"):
+        load_ctc(CtcTaskSpec(model=tiny_dir, sample_rate=8000), NO_STORAGE, "cpu")

@@ -1,0 +1,96 @@
+import json
+from pathlib import Path
+
+import pytest
+
+from pipeline.errors import SpecError
+from pipeline.schemas import render_all
+from pipeline.spec import load_spec, parse_spec
+
+ROOT = Path(__file__).resolve().parents[1]
+
+MINIMAL = {
+    "name": "librispeech-ctc",
+    "input": {
+        "uri": "s3://bucket/corpus/",
+        "format": "files",
+        "manifest": "s3://bucket/corpus/manifest.jsonl",
+        "storage": {"endpoint_url": "http://127.0.0.1:9000"},
+    },
+    "tasks": [{"kind": "ctc", "model": "facebook/wav2vec2-base-960h"}],
+    "output": {"uri": "s3://bucket/out/"},
+}
+
+
+def test_issue_example_spec_is_valid_and_defaults_apply():
+    spec = parse_spec(MINIMAL)
+    task = spec.tasks[0]
+    assert task.task_name == "ctc"
+    assert task.sample_rate == 16000
+    assert spec.scoring.normalizer == "basic"
+    assert spec.input.storage.endpoint_url == "http://127.0.0.1:9000"
+
+
+@pytest.mark.parametrize(
+    ("patch", "expected"),
+    [
+        ({"input": {"uri": "x", "format": "zip"}}, "input.format"),
+        ({"tasks": [{"kind": "nope", "model": "m"}]}, "tasks.0"),
+        ({"tasks": []}, "tasks: List should have at least 1 item"),
+        (
+            {"tasks": [{"kind": "ctc", "model": "m", "batch_seconds": -1}]},
+            "tasks.0.ctc.batch_seconds",
+        ),
+        (
+            {"tasks": [{"kind": "ctc", "model": "m", "chunk_length_s": 10, "stride_length_s": 5}]},
+            "stride_length_s",
+        ),
+        (
+            {"tasks": [{"kind": "ctc", "model": "a"}, {"kind": "ctc", "model": "b"}]},
+            "task names must be unique",
+        ),
+        ({"tasks": [{"kind": "ctc", "model": "a", "name": "Bad Name"}]}, "tasks.0.ctc.name"),
+        ({"output": {}}, "output.uri: Field required"),
+        ({"surprise": 1}, "surprise: Extra inputs are not permitted"),
+    ],
+)
+def test_invalid_specs_name_the_field(patch, expected):
+    with pytest.raises(SpecError) as err:
+        parse_spec({**MINIMAL, **patch})
+    assert expected in str(err.value)
+
+
+def test_load_spec_applies_dotted_overrides(tmp_path):
+    path = tmp_path / "job.yaml"
+    path.write_text(json.dumps(MINIMAL))  # JSON is YAML
+    spec = load_spec(path, {"output.uri": "/tmp/other", "runtime.num_cpus": 2})
+    assert spec.output.uri == "/tmp/other"
+    assert spec.runtime.num_cpus == 2
+
+
+def test_load_spec_reports_missing_file_and_bad_yaml(tmp_path):
+    with pytest.raises(SpecError, match="no such job spec"):
+        load_spec(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: [unclosed")
+    with pytest.raises(SpecError, match="not valid YAML"):
+        load_spec(bad)
+
+
+def test_spec_hash_is_stable_and_sensitive():
+    a, b = parse_spec(MINIMAL), parse_spec(json.loads(json.dumps(MINIMAL)))
+    assert a.spec_hash() == b.spec_hash()
+    c = parse_spec({**MINIMAL, "name": "other"})
+    assert c.spec_hash() != a.spec_hash()
+
+
+def test_schema_files_match_the_code():
+    for name, content in render_all().items():
+        assert (ROOT / "schemas" / name).read_text() == content, (
+            f"schemas/{name} is stale: run `audiobatch schema`"
+        )
+
+
+@pytest.mark.parametrize("job", sorted((ROOT / "jobs").glob("*.yaml")), ids=lambda p: p.name)
+def test_shipped_job_specs_validate(job):
+    assert load_spec(job).tasks
