@@ -23,6 +23,9 @@ os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
 os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
+# Ray 2.60 turns on token auth for `ray start`; a test-only cluster used by this process
+# and the drivers it spawns does without (its token is not found by `ray.init(address=)`).
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 
 BIN = Path(sys.executable).parent
 

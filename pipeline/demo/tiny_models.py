@@ -149,6 +149,10 @@ def _save_processor(path: Path, vocab: dict[str, int], group_norm: bool) -> None
         # model was trained on zero-padded batches); layer-norm checkpoints do.
         return_attention_mask=not group_norm,
     )
+    # Each part also in its own file, as hub checkpoints have them (preprocessor_config.json
+    # and the tokenizer files), so older transformers releases load the folder too.
+    extractor.save_pretrained(str(path))
+    tokenizer.save_pretrained(str(path))
     Wav2Vec2Processor(feature_extractor=extractor, tokenizer=tokenizer).save_pretrained(str(path))
 
 

@@ -20,6 +20,7 @@ import pyarrow as pa
 
 from pipeline.columns import ITEM_SCHEMA
 from pipeline.errors import ErrorCode, InputError, RowError
+from pipeline.io.idset import IdSet
 from pipeline.io.manifest import read_manifest
 from pipeline.io.storage import filesystem, full_uri
 from pipeline.spec import InputSpec
@@ -57,6 +58,7 @@ class WorkUnit:
 class InputPlan:
     format: str
     units: list[WorkUnit]
+    already_done: int = 0  # files left out because an earlier run wrote them
 
     @property
     def total_bytes(self) -> int:
@@ -68,13 +70,18 @@ class InputPlan:
         return None if any(c is None for c in counts) else sum(counts)  # type: ignore[misc]
 
 
-def plan_input(spec: InputSpec, items_per_unit: int = 32) -> InputPlan:
-    """List the input and cut it into work units; raise InputError if nothing is there."""
+def plan_input(spec: InputSpec, items_per_unit: int = 32, done: IdSet | None = None) -> InputPlan:
+    """List the input and cut it into work units; raise InputError if nothing is there.
+
+    Files whose ids are in `done` (already written by an earlier run) are left out
+    here, before anything is fetched; shard formats skip done members while reading.
+    """
     fs, root = filesystem(spec.uri, spec.storage)
     listing = _list(fs, root, spec.uri)
     fmt = spec.format or _detect_format(listing, spec)
     if fmt == "files":
-        units = _file_units(fs, root, listing, spec, items_per_unit)
+        units, skipped = _file_units(fs, root, listing, spec, items_per_unit, done or IdSet())
+        return InputPlan(fmt, units, skipped)
     else:
         suffix = ".tar" if fmt == "webdataset" else ".parquet"
         shards = sorted(p for p in listing if p.lower().endswith(suffix))
@@ -111,7 +118,9 @@ def _detect_format(listing: dict, spec: InputSpec) -> str:
     return "files"
 
 
-def _file_units(fs, root: str, listing: dict, spec: InputSpec, per_unit: int) -> list[WorkUnit]:
+def _file_units(
+    fs, root: str, listing: dict, spec: InputSpec, per_unit: int, done: IdSet
+) -> tuple[list[WorkUnit], int]:
     base = root if fs.isdir(root) else posixpath.dirname(root)
     if spec.manifest:
         entries = []
@@ -138,7 +147,8 @@ def _file_units(fs, root: str, listing: dict, spec: InputSpec, per_unit: int) ->
         entries = entries[: spec.limit]
     if not entries:
         raise InputError(f"no audio files ({', '.join(spec.extensions)}) under {spec.uri}")
-    return [
+    todo = [e for e in entries if item_id(e.uri, "") not in done]
+    units = [
         WorkUnit(
             "files",
             shard=group[0].shard,
@@ -146,8 +156,9 @@ def _file_units(fs, root: str, listing: dict, spec: InputSpec, per_unit: int) ->
             num_items=len(group),
             files=tuple(group),
         )
-        for group in (entries[i : i + per_unit] for i in range(0, len(entries), per_unit))
+        for group in (todo[i : i + per_unit] for i in range(0, len(todo), per_unit))
     ]
+    return units, len(entries) - len(todo)
 
 
 def _shard_unit(fs, root: str, path: str, size: int | None, fmt: str, spec: InputSpec) -> WorkUnit:
@@ -193,8 +204,9 @@ def _shard_of(base: str, path: str) -> str:
 class _Rows:
     """Accumulates item rows and flushes them as Arrow tables of `batch` rows."""
 
-    def __init__(self, batch: int):
+    def __init__(self, batch: int, done: IdSet):
         self.batch = batch
+        self.done = done
         self.rows: list[dict] = []
 
     def add(
@@ -208,9 +220,12 @@ class _Rows:
         metadata=None,
         error: RowError | None = None,
     ) -> None:
+        iid = item_id(source, member)
+        if iid in self.done:  # written by an earlier run
+            return
         self.rows.append(
             {
-                "item_id": item_id(source, member),
+                "item_id": iid,
                 "source_uri": source,
                 "member": member,
                 "shard": shard,
@@ -234,11 +249,11 @@ class _Rows:
 
 
 def read_unit(
-    unit: WorkUnit, spec: InputSpec, max_bytes: int, batch: int = 32
+    unit: WorkUnit, spec: InputSpec, max_bytes: int, batch: int = 32, done: IdSet | None = None
 ) -> Iterator[pa.Table]:
-    """Read one work unit into item tables of at most `batch` rows."""
+    """Read one work unit into item tables of at most `batch` rows, skipping ids in `done`."""
     reader = {"files": _read_files, "webdataset": _read_tar, "parquet": _read_parquet}[unit.format]
-    rows = _Rows(batch)
+    rows = _Rows(batch, done or IdSet())
     for _ in reader(unit, spec, max_bytes, rows):
         if rows.full():
             yield rows.flush()

@@ -21,11 +21,13 @@ import ray.data
 from ray.data.checkpoint import CheckpointConfig
 
 from pipeline import columns as C
+from pipeline.io.idset import IdSet
 from pipeline.io.shards import plan_input
 from pipeline.io.storage import arrow_filesystem, join
 from pipeline.io.tables import partition_dir, write_parquet
 from pipeline.plan import Plan, StagePlan, build_plan
 from pipeline.progress import Counters
+from pipeline.runner.checkpoint import CleanupOnlyCheckpointManager, committed_ids
 from pipeline.runner.datasink import TablesDatasink
 from pipeline.runner.datasource import AudioShardDatasource
 from pipeline.runner.progress_actor import ProgressActor, ProgressPrinter
@@ -49,16 +51,18 @@ def run_job(spec: JobSpec, *, out: Callable[[str], None] = print) -> RunResult:
     run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ-") + uuid.uuid4().hex[:6]
     started = datetime.now(UTC)
     t0 = time.monotonic()
-    inputs = plan_input(spec.input, spec.runtime.read_batch_items)
     plan = build_plan(spec)
+    out_fs, out_root = arrow_filesystem(spec.output.uri, spec.output.storage)
+    done = IdSet(committed_ids(out_fs, f"{out_root}/{CHECKPOINT_DIR}", C.ITEM_ID))
+    inputs = plan_input(spec.input, spec.runtime.read_batch_items, done)
     out(
         f"audiobatch run {run_id}: {len(inputs.units)} work units ({inputs.format}), "
         f"{inputs.total_items if inputs.total_items is not None else 'unknown'} items, "
         f"tasks: {', '.join(t.name for t in plan.tasks)}"
+        + (f"; {len(done):,} items already done in {spec.output.uri}" if len(done) else "")
     )
     _init_ray(spec.runtime)
     has_gpu = ray.cluster_resources().get("GPU", 0) > 0
-    out_fs, out_root = arrow_filesystem(spec.output.uri, spec.output.storage)
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False
     ctx.checkpoint_config = CheckpointConfig(
@@ -66,11 +70,14 @@ def run_job(spec: JobSpec, *, out: Callable[[str], None] = print) -> RunResult:
         checkpoint_path=join(spec.output.uri, CHECKPOINT_DIR),
         delete_checkpoint_on_success=False,  # the next run must still skip what is done
         override_filesystem=out_fs,
+        checkpoint_manager_cls=CleanupOnlyCheckpointManager,  # our reader skips done ids (checkpoint.py)
     )
     progress = ProgressActor.remote()
     max_bytes = int(spec.decode.max_file_mb * 2**20)
     ds = ray.data.read_datasource(
-        AudioShardDatasource(inputs, spec.input, max_bytes, spec.runtime.read_batch_items)
+        AudioShardDatasource(
+            inputs, spec.input, max_bytes, spec.runtime.read_batch_items, ray.put(done)
+        )
     )
     for stage in plan.stages:
         ds = _apply(ds, stage, progress, has_gpu)

@@ -1,22 +1,38 @@
 """A Ray Data datasource over the work units of an `InputPlan`.
 
 Each read task reads one work unit (a group of files, one tar, one Parquet file)
-and yields item rows with a stable `item_id`, which is what Ray's checkpoint
-filter keys on: items already written are dropped right after the read.
+and yields item rows with a stable `item_id`, the id Ray's checkpoint writer records.
+Ids already written by an earlier run are skipped here (see runner/checkpoint.py).
 """
 
 from __future__ import annotations
 
+import ray
 from ray.data.block import BlockMetadata
 from ray.data.datasource import Datasource, ReadTask
 
 from pipeline.columns import ITEM_SCHEMA
+from pipeline.io.idset import IdSet
 from pipeline.io.shards import InputPlan, WorkUnit, read_unit
 from pipeline.spec import InputSpec
 
+_DONE_CACHE: dict[str, IdSet] = {}
+
+
+def _done_ids(ref) -> IdSet:
+    """The done-id set, fetched once per worker process (it can be large)."""
+    key = ref.hex()
+    if key not in _DONE_CACHE:
+        _DONE_CACHE.clear()
+        _DONE_CACHE[key] = ray.get(ref)
+    return _DONE_CACHE[key]
+
 
 class AudioShardDatasource(Datasource):
-    def __init__(self, plan: InputPlan, spec: InputSpec, max_bytes: int, batch_items: int):
+    def __init__(
+        self, plan: InputPlan, spec: InputSpec, max_bytes: int, batch_items: int, done_ref
+    ):
+        self._done_ref = done_ref
         self._plan = plan
         self._spec = spec
         self._max_bytes = max_bytes
@@ -34,10 +50,10 @@ class AudioShardDatasource(Datasource):
         return [self._task(unit) for unit in self._plan.units]
 
     def _task(self, unit: WorkUnit) -> ReadTask:
-        spec, max_bytes, batch = self._spec, self._max_bytes, self._batch
+        spec, max_bytes, batch, done_ref = self._spec, self._max_bytes, self._batch, self._done_ref
 
         def read():
-            yield from read_unit(unit, spec, max_bytes, batch)
+            yield from read_unit(unit, spec, max_bytes, batch, _done_ids(done_ref))
 
         inputs = tuple(f.uri for f in unit.files) if unit.files else (unit.shard_uri,)
         meta = BlockMetadata(

@@ -167,3 +167,37 @@ def test_item_ids_are_stable_and_distinct():
 def test_limit_truncates_files(tmp_path):
     _files(tmp_path)
     assert plan_input(InputSpec(uri=str(tmp_path), limit=3)).total_items == 3
+
+
+def test_done_ids_are_skipped_before_fetching_files_and_while_reading_shards(tmp_path):
+    import numpy as np
+
+    from pipeline.io.idset import IdSet
+
+    _files(tmp_path)
+    spec = InputSpec(uri=str(tmp_path))
+    first = _rows(plan_input(spec), spec)
+    done = IdSet(np.unique(np.array([r["item_id"] for r in first[:3]], dtype="S")))
+    plan = plan_input(spec, done=done)
+    assert plan.already_done == 3 and plan.total_items == 2
+    assert {r["item_id"] for r in _rows(plan, spec)} == {r["item_id"] for r in first[3:]}
+
+    shard_dir = tmp_path / "shards"
+    shard_dir.mkdir()
+    _tar(shard_dir / "s.tar", [("k1.wav", b"A"), ("k2.wav", b"B")])
+    sspec = InputSpec(uri=str(shard_dir))
+    splan = plan_input(sspec)
+    all_rows = _rows(splan, sspec)
+    skip = IdSet(np.array([all_rows[0]["item_id"]], dtype="S"))
+    left = [t for u in splan.units for t in read_unit(u, sspec, MAX, batch=3, done=skip)]
+    assert [r["member"] for t in left for r in t.to_pylist()] == ["k2"]
+
+
+def test_idset_membership():
+    import numpy as np
+
+    from pipeline.io.idset import IdSet
+
+    ids = IdSet(np.unique(np.array(["b", "a", "c"], dtype="S")))
+    assert "a" in ids and "c" in ids and "d" not in ids and len(ids) == 3
+    assert "a" not in IdSet()

@@ -297,3 +297,14 @@ def test_micro_batches_respect_the_padded_budget():
     for b in batches:
         assert len(b) == 1 or max(lengths[i] for i in b) * len(b) <= 64
     assert [lengths[i] for i in batches[-1]] == [200]  # over budget: a batch of its own
+
+
+def test_tiny_models_are_deterministic_per_seed(tmp_path, model_dirs):
+    from safetensors.numpy import load_file
+
+    again = build_tiny_ctc(str(tmp_path / "again"), arch="hubert", seed=0)
+    other = build_tiny_ctc(str(tmp_path / "other"), arch="hubert", seed=1)
+    weights = {p: load_file(f"{p}/model.safetensors") for p in (model_dirs["hubert"], again, other)}
+    same, different = weights[model_dirs["hubert"]], weights[other]
+    assert all(np.array_equal(same[k], weights[again][k]) for k in same)
+    assert not np.array_equal(same["lm_head.weight"], different["lm_head.weight"])
