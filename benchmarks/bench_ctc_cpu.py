@@ -60,7 +60,9 @@ def plain_loop(corpus: Path, model_dir: Path, out: Path) -> tuple[float, float]:
     rows, audio_s = [], 0.0
     for line in (corpus / "manifest.jsonl").read_text().splitlines():
         entry = json.loads(line)
-        audio = decode_audio((corpus / entry["path"]).read_bytes(), target_rate=16000, limits=DecodeSpec())
+        audio = decode_audio(
+            (corpus / entry["path"]).read_bytes(), target_rate=16000, limits=DecodeSpec()
+        )
         audio_s += audio.duration_s
         inputs = processor(audio.samples, sampling_rate=16000, return_tensors="pt")
         with torch.inference_mode():
@@ -78,7 +80,9 @@ def pipeline_run(corpus: Path, model_dir: Path, out: Path) -> tuple[float, float
         {
             "name": "bench",
             "input": {"uri": str(corpus), "manifest": str(corpus / "manifest.jsonl")},
-            "tasks": [{"kind": "ctc", "model": str(model_dir), "batch_size": 32, "word_timestamps": True}],
+            "tasks": [
+                {"kind": "ctc", "model": str(model_dir), "batch_size": 32, "word_timestamps": True}
+            ],
             "output": {"uri": str(out)},
             "runtime": {"progress_interval_s": 3600},
         }

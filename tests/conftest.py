@@ -85,9 +85,11 @@ def s3_endpoint():
 @pytest.fixture
 def s3_bucket(s3_endpoint, request):
     """A fresh bucket per test; yields (endpoint, bucket name)."""
+    import hashlib
+
     import boto3
 
-    name = "t-" + request.node.name.lower().replace("_", "-")[:50].strip("-")
+    name = "t-" + hashlib.sha1(request.node.nodeid.encode()).hexdigest()[:16]
     s3 = boto3.client("s3", endpoint_url=s3_endpoint)
     s3.create_bucket(Bucket=name)
     return s3_endpoint, name

@@ -48,6 +48,8 @@ def filesystem(
             "client_kwargs": client,
             "config_kwargs": dict(_S3_CONFIG),
             "anon": storage.anon,
+            # Other processes (Ray workers) write what this one lists: never trust a cached listing.
+            "use_listings_cache": False,
         }
     elif protocol in ("gs", "gcs") and storage.anon:
         options = {"token": "anon"}

@@ -61,6 +61,13 @@ def run_job(spec: JobSpec, *, out: Callable[[str], None] = print) -> RunResult:
         f"tasks: {', '.join(t.name for t in plan.tasks)}"
         + (f"; {len(done):,} items already done in {spec.output.uri}" if len(done) else "")
     )
+    if not inputs.units:
+        out("nothing to do: every input item is already in the output")
+        wall = time.monotonic() - t0
+        _write_run_row(
+            spec, run_id, started, "succeeded", Counters(), wall, "nothing to do", out_fs, out_root
+        )
+        return RunResult(run_id, "succeeded", Counters(), wall, spec.output.uri)
     _init_ray(spec.runtime)
     has_gpu = ray.cluster_resources().get("GPU", 0) > 0
     ctx = ray.data.DataContext.get_current()

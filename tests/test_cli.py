@@ -1,0 +1,44 @@
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from pipeline.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+CLI = str(Path(sys.executable).parent / "audiobatch")
+
+
+def test_help_and_validate_are_fast_and_import_no_heavy_stack():
+    t = time.monotonic()
+    out = subprocess.run([CLI, "--help"], capture_output=True, text=True, check=True)
+    assert "run" in out.stdout and time.monotonic() - t < 2.0
+    t = time.monotonic()
+    code = (
+        "import sys; from pipeline.cli import main; main(['validate', 'jobs/librispeech-ctc.yaml']);"
+        "heavy = [m for m in ('torch', 'ray', 'transformers') if m in sys.modules]; assert not heavy, heavy"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    assert "valid job spec 'librispeech-ctc'" in out.stdout and time.monotonic() - t < 2.0
+
+
+def test_invalid_spec_exits_2_with_the_field(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\ninput: {uri: /tmp}\ntasks: [{kind: ctc}]\noutput: {uri: /o}\n")
+    assert main(["validate", str(bad)]) == 2
+    assert "tasks.0.ctc.model: Field required" in capsys.readouterr().err
+
+
+def test_set_overrides_are_parsed_as_yaml(capsys):
+    assert (
+        main(["validate", str(ROOT / "jobs/demo.yaml"), "--set", "output.uri=/tmp/elsewhere"]) == 0
+    )
+    assert "output: /tmp/elsewhere" in capsys.readouterr().out
+
+
+def test_schema_check_detects_a_stale_file(tmp_path, capsys):
+    assert main(["schema", str(tmp_path)]) == 0
+    assert main(["schema", "--check", str(tmp_path)]) == 0
+    (tmp_path / "errors.schema.json").write_text("{}")
+    assert main(["schema", "--check", str(tmp_path)]) == 1
