@@ -22,7 +22,7 @@ from ray.data.checkpoint import CheckpointConfig
 
 from pipeline import columns as C
 from pipeline.io.idset import IdSet
-from pipeline.io.shards import plan_input
+from pipeline.io.listing import plan_input
 from pipeline.io.storage import arrow_filesystem, join
 from pipeline.io.tables import partition_dir, write_parquet
 from pipeline.plan import Plan, StagePlan, build_plan

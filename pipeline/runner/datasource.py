@@ -13,7 +13,8 @@ from ray.data.datasource import Datasource, ReadTask
 
 from pipeline.columns import ITEM_SCHEMA
 from pipeline.io.idset import IdSet
-from pipeline.io.shards import InputPlan, WorkUnit, read_unit
+from pipeline.io.listing import InputPlan, WorkUnit
+from pipeline.io.shards import read_unit
 from pipeline.spec import InputSpec
 
 _DONE_CACHE: dict[str, IdSet] = {}

@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 import soundfile as sf
 
-from pipeline.demo import corpus
+from pipeline.demo import corpus, synth
 from pipeline.demo.corpus import (
     FORMATS,
     OK,
@@ -81,7 +81,7 @@ def test_sentences_are_deterministic_and_from_the_word_list():
     first = sentences(20, seed=7)
     assert first == sentences(20, seed=7) and first != sentences(20, seed=8)
     assert all(3 <= len(s.split()) <= 8 for s in first)
-    assert {w for s in first for w in s.split()} <= set(corpus._WORDS)
+    assert {w for s in first for w in s.split()} <= set(synth._WORDS)
 
 
 # ---------------------------------------------------------------- encoding
@@ -95,9 +95,7 @@ def test_encode_produces_the_named_format(fmt):
         assert data[4:8] == b"ftyp"
     else:
         info = sf.info(io.BytesIO(data))
-        assert (
-            info.format == corpus._SOUNDFILE[fmt][0] and info.subtype == corpus._SOUNDFILE[fmt][1]
-        )
+        assert info.format == synth._SOUNDFILE[fmt][0] and info.subtype == synth._SOUNDFILE[fmt][1]
         assert info.samplerate == stored_rate(22050, fmt)
 
 

@@ -7,7 +7,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipeline.errors import InputError
-from pipeline.io.shards import item_id, plan_input, read_unit
+from pipeline.io.listing import item_id, plan_input
+from pipeline.io.shards import read_unit
 from pipeline.spec import InputSpec
 
 MAX = 2**20

@@ -17,7 +17,7 @@ import pytest
 
 from pipeline.demo.corpus import build_files_corpus, build_parquet_corpus, build_webdataset_corpus
 from pipeline.demo.tiny_models import build_tiny_ctc
-from pipeline.io.shards import item_id
+from pipeline.io.listing import item_id
 from pipeline.io.storage import arrow_filesystem
 from pipeline.io.tables import read_table
 from pipeline.reports.report import build_report
