@@ -8,7 +8,7 @@
    the model one item at a time, greedy-decode; write one Parquet file at the end.
 3. audiobatch: the same items through `run_job` on a local Ray with all CPUs (Ray started
    before the clock; model loading inside the clock, as in the loop).
-4. Peak memory (sum of RSS over the driver and every Ray process, sampled every 0.2 s)
+4. Peak memory (sum of PSS over the driver and every Ray process, sampled every 0.2 s)
    for N and scale*N items: it must not grow with the corpus.
 Appends what it saw to benchmarks/RESULTS.md, with the machine named.
 """
@@ -72,7 +72,9 @@ def plain_loop(corpus: Path, model_dir: Path, out: Path) -> tuple[float, float]:
     return time.perf_counter() - t0, audio_s
 
 
-def pipeline_run(corpus: Path, model_dir: Path, out: Path) -> tuple[float, float, int]:
+def pipeline_run(
+    corpus: Path, model_dir: Path, out: Path, threads: int | None
+) -> tuple[float, float, int]:
     from pipeline.runner import run_job
     from pipeline.spec import parse_spec
 
@@ -93,10 +95,14 @@ def pipeline_run(corpus: Path, model_dir: Path, out: Path) -> tuple[float, float
 
 
 class PeakRss:
-    """Peak of the summed RSS of this process and every Ray process on the machine."""
+    """Peak of the summed PSS of this process and every Ray process on the machine.
+
+    PSS, not RSS: Ray's object store is shared memory mapped by every worker, and RSS
+    would count those pages once per process."""
 
     def __init__(self):
         self.peak = 0
+        self.samples: list[tuple[float, int]] = []
         self._stop = threading.Event()
         self._t = threading.Thread(target=self._run, daemon=True)
 
@@ -116,16 +122,29 @@ class PeakRss:
                 try:
                     cmd = " ".join(p.info["cmdline"] or [])
                     if p.info["pid"] == me or "ray" in cmd:
-                        total += p.memory_info().rss
+                        total += p.memory_full_info().pss
                 except (psutil.NoSuchProcess, psutil.AccessDenied):
                     continue
             self.peak = max(self.peak, total)
+            self.samples.append((time.monotonic(), total))
+
+    def halves(self) -> tuple[int, int]:
+        """Peak in the first and in the second half of the run: growth would show here."""
+        if len(self.samples) < 2:
+            return self.peak, self.peak
+        mid = (self.samples[0][0] + self.samples[-1][0]) / 2
+        first = max(v for t, v in self.samples if t <= mid)
+        second = max(v for t, v in self.samples if t > mid)
+        return first, second
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--items", type=int, default=300)
     ap.add_argument("--scale", type=int, default=10)
+    ap.add_argument("--threads", type=int, default=None, help="cpu_threads of the CTC actor")
+    ap.add_argument("--actors", type=int, default=1, help="CTC actor pool size")
+    ap.add_argument("--actor-cpus", type=float, default=1.0, help="num_cpus of each CTC actor")
     ap.add_argument("--workdir", default=os.path.join(tempfile.gettempdir(), "audiobatch-bench"))
     args = ap.parse_args()
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
@@ -144,12 +163,12 @@ def main() -> None:
 
     loop_wall, loop_audio = plain_loop(corpus, model, root / "loop.parquet")
     with PeakRss() as mem_small:
-        pipe_wall, pipe_audio, items = pipeline_run(corpus, model, root / "out-small")
+        pipe_wall, pipe_audio, items = pipeline_run(corpus, model, root / "out-small", args)
     with PeakRss() as mem_big:
-        big_wall, big_audio, big_items = pipeline_run(big, model, root / "out-big")
+        big_wall, big_audio, big_items = pipeline_run(big, model, root / "out-big", args)
 
     lines = [
-        f"## CPU, tiny wav2vec2 CTC — {datetime.now(UTC):%Y-%m-%d} — {platform.node()}: "
+        f"## CPU, tiny wav2vec2 CTC, actors={args.actors} x {args.actor_cpus} CPU, cpu_threads={args.threads} — {datetime.now(UTC):%Y-%m-%d} — {platform.node()}: "
         f"{psutil.cpu_count()} cores, {psutil.virtual_memory().total / 2**30:.0f} GiB, no GPU",
         "",
         "| run | items | audio s | wall s | realtime x |",
@@ -160,8 +179,10 @@ def main() -> None:
         "",
         f"- speed ratio audiobatch / plain loop (same {args.items} items): **{loop_wall / pipe_wall:.2f}x**; "
         f"at {args.scale}x items: {(big_audio / big_wall) / (loop_audio / loop_wall):.2f}x the loop's realtime factor",
-        f"- peak RSS (driver + all Ray processes): {mem_small.peak / 2**20:.0f} MiB at {items} items, "
-        f"{mem_big.peak / 2**20:.0f} MiB at {big_items} items (ratio {mem_big.peak / max(mem_small.peak, 1):.2f})",
+        f"- peak PSS (driver + all Ray processes): {mem_small.peak / 2**20:.0f} MiB at {items} items, "
+        f"{mem_big.peak / 2**20:.0f} MiB at {big_items} items (ratio {mem_big.peak / max(mem_small.peak, 1):.2f}); "
+        f"within the {big_items}-item run, peak in its first half {mem_big.halves()[0] / 2**20:.0f} MiB, "
+        f"in its second half {mem_big.halves()[1] / 2**20:.0f} MiB",
         "",
     ]
     print("\n".join(lines))

@@ -72,7 +72,8 @@ def build_plan(spec: JobSpec) -> Plan:
                 StageFactory(module, cls, {"spec": task, "storage": storage}),
                 Resources(
                     num_cpus=task.num_cpus,
-                    num_gpus=task.num_gpus,
+                    # A task pinned to the CPU must not hold a GPU it will not use.
+                    num_gpus=0 if task.device == "cpu" else task.num_gpus,
                     actor=True,
                     max_actors=task.actors,
                 ),

@@ -106,6 +106,12 @@ class _TaskBase(_Model):
         1.0, ge=0, le=8, description="GPUs per actor when GPUs exist (a fraction shares one)"
     )
     num_cpus: float = Field(1.0, gt=0, description="CPUs per actor")
+    cpu_threads: int | None = Field(
+        None,
+        ge=1,
+        description="torch threads of an actor running on CPU; default: its num_cpus. More than "
+        "num_cpus lets the model use cores that light decode tasks leave idle",
+    )
     actors: int = Field(1, ge=1, description="Actor pool size (model copies)")
     batch_size: int = Field(64, ge=1, description="Rows handed to one actor call")
     sample_rate: int = Field(

@@ -21,6 +21,7 @@ import ray.data
 from ray.data.checkpoint import CheckpointConfig
 
 from pipeline import columns as C
+from pipeline.errors import AudiobatchError
 from pipeline.io.idset import IdSet
 from pipeline.io.listing import plan_input
 from pipeline.io.storage import arrow_filesystem, join
@@ -49,27 +50,42 @@ class RunResult:
 def run_job(spec: JobSpec, *, out: Callable[[str], None] = print) -> RunResult:
     """Run `spec` to completion on the configured (or a local) Ray cluster."""
     run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ-") + uuid.uuid4().hex[:6]
-    started = datetime.now(UTC)
-    t0 = time.monotonic()
+    started, t0 = datetime.now(UTC), time.monotonic()
     plan = build_plan(spec)
     out_fs, out_root = arrow_filesystem(spec.output.uri, spec.output.storage)
     done = IdSet(committed_ids(out_fs, f"{out_root}/{CHECKPOINT_DIR}", C.ITEM_ID))
     inputs = plan_input(spec.input, spec.runtime.read_batch_items, done)
-    out(
-        f"audiobatch run {run_id}: {len(inputs.units)} work units ({inputs.format}), "
-        f"{inputs.total_items if inputs.total_items is not None else 'unknown'} items, "
-        f"tasks: {', '.join(t.name for t in plan.tasks)}"
-        + (f"; {len(done):,} items already done in {spec.output.uri}" if len(done) else "")
-    )
-    if not inputs.units:
-        out("nothing to do: every input item is already in the output")
-        wall = time.monotonic() - t0
-        _write_run_row(
-            spec, run_id, started, "succeeded", Counters(), wall, "nothing to do", out_fs, out_root
+    out(_header(run_id, inputs, plan, done, spec.output.uri))
+    status, counters, message = "succeeded", Counters(), "nothing to do"
+    if inputs.units:
+        _init_ray(spec.runtime)
+        status, counters, message = _execute(
+            spec, plan, inputs, done, run_id, out_fs, out_root, out
         )
-        return RunResult(run_id, "succeeded", Counters(), wall, spec.output.uri)
-    _init_ray(spec.runtime)
-    has_gpu = ray.cluster_resources().get("GPU", 0) > 0
+    else:
+        out("nothing to do: every input item is already in the output")
+    wall = time.monotonic() - t0
+    _write_run_row(spec, run_id, started, status, counters, wall, message, out_fs, out_root)
+    if status != "succeeded":
+        raise RunFailed(f"run {run_id} failed: {message}")
+    return RunResult(run_id, status, counters, wall, spec.output.uri)
+
+
+class RunFailed(AudiobatchError):
+    """The Ray job raised; the runs table has a `failed` row, and a re-run resumes."""
+
+
+def _header(run_id: str, inputs, plan: Plan, done: IdSet, output_uri: str) -> str:
+    items = inputs.total_items if inputs.total_items is not None else "unknown"
+    line = (
+        f"audiobatch run {run_id}: {len(inputs.units)} work units ({inputs.format}), {items} items, "
+        f"tasks: {', '.join(t.name for t in plan.tasks)}"
+    )
+    return line + (f"; {len(done):,} items already done in {output_uri}" if len(done) else "")
+
+
+def _execute(spec: JobSpec, plan: Plan, inputs, done: IdSet, run_id, out_fs, out_root, out):
+    """Build the Ray Data pipeline, write it through the checkpointed sink, report progress."""
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False
     ctx.checkpoint_config = CheckpointConfig(
@@ -77,46 +93,41 @@ def run_job(spec: JobSpec, *, out: Callable[[str], None] = print) -> RunResult:
         checkpoint_path=join(spec.output.uri, CHECKPOINT_DIR),
         delete_checkpoint_on_success=False,  # the next run must still skip what is done
         override_filesystem=out_fs,
-        checkpoint_manager_cls=CleanupOnlyCheckpointManager,  # our reader skips done ids (checkpoint.py)
+        checkpoint_manager_cls=CleanupOnlyCheckpointManager,  # our reader skips done ids
     )
     progress = ProgressActor.remote()
-    max_bytes = int(spec.decode.max_file_mb * 2**20)
-    ds = ray.data.read_datasource(
-        AudioShardDatasource(
-            inputs, spec.input, max_bytes, spec.runtime.read_batch_items, ray.put(done)
-        )
-    )
-    for stage in plan.stages:
-        ds = _apply(ds, stage, progress, has_gpu)
-        if stage.resources.actor and stage is _last_actor(plan):
-            ds = ds.drop_columns([C.AUDIO])
-    sink = TablesDatasink(
-        spec.output.uri if "://" in spec.output.uri else out_root,
-        out_fs,
-        tasks=plan.tasks,
-        run_id=run_id,
-        progress=progress,
-    )
-    printer = ProgressPrinter(
-        progress,
-        total_items=inputs.total_items,
-        total_bytes=inputs.total_bytes,
-        interval_s=spec.runtime.progress_interval_s,
-        out=out,
-    ).start()
+    ds = _dataset(spec, plan, inputs, done, progress)
+    sink_root = spec.output.uri if "://" in spec.output.uri else out_root
+    sink = TablesDatasink(sink_root, out_fs, tasks=plan.tasks, run_id=run_id, progress=progress)
+    totals = {"total_items": inputs.total_items, "total_bytes": inputs.total_bytes}
+    interval = spec.runtime.progress_interval_s
+    printer = ProgressPrinter(progress, interval_s=interval, out=out, **totals).start()
     status, message = "failed", None
     try:
         ds.write_datasink(sink)
         status = "succeeded"
-    except Exception as exc:
+    except Exception as exc:  # recorded in the runs table, re-raised by run_job
         message = f"{type(exc).__name__}: {exc}"
-        raise
     finally:
         counters = printer.stop()
-        wall = time.monotonic() - t0
-        _write_run_row(spec, run_id, started, status, counters, wall, message, out_fs, out_root)
+        ray.kill(progress)
         ctx.checkpoint_config = None
-    return RunResult(run_id, status, counters, wall, spec.output.uri)
+    return status, counters, message
+
+
+def _dataset(spec: JobSpec, plan: Plan, inputs, done: IdSet, progress):
+    has_gpu = ray.cluster_resources().get("GPU", 0) > 0
+    max_bytes = int(spec.decode.max_file_mb * 2**20)
+    source = AudioShardDatasource(
+        inputs, spec.input, max_bytes, spec.runtime.read_batch_items, ray.put(done)
+    )
+    ds = ray.data.read_datasource(source)
+    last_actor = _last_actor(plan)
+    for stage in plan.stages:
+        ds = _apply(ds, stage, progress, has_gpu)
+        if stage is last_actor:  # audio is not needed past the models
+            ds = ds.drop_columns([C.AUDIO])
+    return ds
 
 
 # Workers inherit these: no download progress bars or info chatter from transformers.

@@ -136,7 +136,7 @@ class CtcStage(Stage):
         self.spec = spec
         self.name = spec.task_name
         device = pick_device(spec.device)
-        _configure_threads(device)
+        _configure_threads(device, spec.cpu_threads)
         self.model: CtcModel = load_ctc(spec, storage, device)
         rate, align = self.model.sampling_rate, self.model.samples_per_frame
         stride_s = (
@@ -269,10 +269,13 @@ def _row_arrays(column: pa.ChunkedArray) -> list[np.ndarray | None]:
     return [values[offsets[i] : offsets[i + 1]] if valid[i] else None for i in range(len(arr))]
 
 
-def _configure_threads(device: str) -> None:
-    """Use the CPUs this process may run on, unless the launcher (Ray) already chose."""
+def _configure_threads(device: str, cpu_threads: int | None = None) -> None:
+    """Use the CPUs this process may run on, unless the spec or the launcher (Ray) chose."""
     import torch
 
+    if device == "cpu" and cpu_threads:
+        torch.set_num_threads(cpu_threads)
+        return
     if os.environ.get("OMP_NUM_THREADS"):  # Ray sets it from the actor's num_cpus
         return
     available = (

@@ -1,0 +1,35 @@
+from pipeline.plan import build_plan
+from pipeline.spec import parse_spec
+
+
+def _spec(**task):
+    return parse_spec(
+        {
+            "name": "p",
+            "input": {"uri": "/in"},
+            "tasks": [
+                {"kind": "ctc", "model": "m", **task},
+                {"kind": "ctc", "name": "b", "model": "m2"},
+            ],
+            "output": {"uri": "/out"},
+        }
+    )
+
+
+def test_plan_is_decode_then_each_task_then_score():
+    plan = build_plan(_spec())
+    assert [s.name for s in plan.stages] == ["decode", "ctc", "b", "score"]
+    assert [s.resources.actor for s in plan.stages] == [False, True, True, False]
+    assert plan.stages[-1].factory.kwargs == {"tasks": ["ctc", "b"], "normalizer": "basic"}
+    assert [t.name for t in plan.tasks] == ["ctc", "b"] and plan.sample_rate == 16000
+
+
+def test_a_cpu_pinned_task_holds_no_gpu():
+    plan = build_plan(_spec(device="cpu", num_gpus=1))
+    assert plan.stages[1].resources.num_gpus == 0
+    assert plan.stages[2].resources.num_gpus == 1
+
+
+def test_stage_factory_builds_the_stage_lazily():
+    decode = build_plan(_spec()).stages[0].factory()
+    assert decode.name == "decode" and "audio_bytes" in decode.reads()
