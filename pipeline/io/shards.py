@@ -122,11 +122,9 @@ def _read_tar(unit: WorkUnit, spec: InputSpec, max_bytes: int, rows: _Rows) -> I
                 _add_tar_sample(rows, unit, key, parts, audio_exts)
                 yield
     except (tarfile.TarError, OSError, EOFError) as exc:
-        error = RowError(
-            ErrorCode.SHARD_CORRUPT,
-            f"tar shard {unit.shard_uri} could not be read to the end: {type(exc).__name__}: {exc}",
+        _shard_failed(
+            rows, unit, f"tar shard could not be read to the end: {type(exc).__name__}: {exc}"
         )
-        rows.add(unit.shard_uri, "", unit.shard, None, error=error)
         yield
 
 
@@ -209,11 +207,7 @@ def _read_parquet(unit: WorkUnit, spec: InputSpec, max_bytes: int, rows: _Rows) 
                     index += 1
                     yield
     except (pa.ArrowInvalid, OSError, InputError) as exc:
-        error = RowError(
-            ErrorCode.SHARD_CORRUPT,
-            f"parquet shard {unit.shard_uri} could not be read (after {index} rows): {exc}",
-        )
-        rows.add(unit.shard_uri, "", unit.shard, None, error=error)
+        _shard_failed(rows, unit, f"parquet shard could not be read (after {index} rows): {exc}")
         yield
 
 
@@ -250,3 +244,9 @@ def _add_parquet_row(
             None,
         )
     rows.add(unit.shard_uri, member, unit.shard, data, text=text, metadata=metadata, error=error)
+
+
+def _shard_failed(rows: _Rows, unit: WorkUnit, why: str) -> None:
+    """One error row for the whole shard (member ""); rows read before the failure stay."""
+    error = RowError(ErrorCode.SHARD_CORRUPT, f"{unit.shard_uri}: {why}")
+    rows.add(unit.shard_uri, "", unit.shard, None, error=error)

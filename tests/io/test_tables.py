@@ -4,7 +4,7 @@ import pytest
 
 from pipeline.columns import ITEM_SCHEMA
 from pipeline.io.tables import TaskInfo, read_table, split_batch, write_parquet
-from pipeline.schemas import SchemaMismatch, conform
+from pipeline.schemas import ERRORS, SchemaMismatch, conform
 
 
 def _batch():
@@ -71,34 +71,8 @@ def test_split_batch_routes_rows_and_fills_missing_columns():
 def test_conform_refuses_missing_columns_and_nulls_in_required():
     with pytest.raises(SchemaMismatch, match="missing columns"):
         conform(pa.table({"item_id": ["x"]}), "errors")
-    bad = pa.table(
-        {
-            k: [None]
-            for k in [
-                "item_id",
-                "source_uri",
-                "member",
-                "shard",
-                "error_code",
-                "error_message",
-                "run_id",
-            ]
-        },
-        schema=pa.schema(
-            [
-                (k, pa.string())
-                for k in [
-                    "item_id",
-                    "source_uri",
-                    "member",
-                    "shard",
-                    "error_code",
-                    "error_message",
-                    "run_id",
-                ]
-            ]
-        ),
-    )
+    names = ERRORS.names
+    bad = pa.table({k: [None] for k in names}, schema=pa.schema([(k, pa.string()) for k in names]))
     with pytest.raises(SchemaMismatch, match="null values to non-nullable"):
         conform(bad, "errors")
 
