@@ -271,6 +271,11 @@ def _row_arrays(column: pa.ChunkedArray) -> list[np.ndarray | None]:
 
 def _configure_threads(device: str, cpu_threads: int | None = None) -> None:
     """Use the CPUs this process may run on, unless the spec or the launcher (Ray) chose."""
+    # oneDNN caches one conv primitive per input shape (default 1,024 of them); with
+    # length-sorted batches nearly every batch is a new shape, and a CPU actor grew by
+    # ~20 MiB a batch (benchmarks/RESULTS.md). 16 entries kept speed and bounded memory.
+    # Read when oneDNN first runs, so this must precede the first forward.
+    os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "16")
     import torch
 
     if device == "cpu" and cpu_threads:
