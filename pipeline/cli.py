@@ -110,7 +110,7 @@ def _run(args) -> int:
     result = run_job(spec)
     fs, root = arrow_filesystem(spec.output.uri, spec.output.storage)
     report = build_report(fs, root)
-    json_path, md_path = write_report(fs, root, report)
+    write_report(fs, root, report)
     print(_summary(result, report, spec.output.uri))
     return 0
 

@@ -56,3 +56,12 @@ AUDIO_FIELDS = [
 def task_column(task: str, field: str) -> str:
     """The column a task's stage writes `field` to, e.g. `ctc__text`."""
     return f"{task}__{field}"
+
+
+def audio_seconds(table: pa.Table) -> float:
+    """Total `duration_s` of a batch (0 before decode has added it)."""
+    if DURATION_S not in table.column_names:
+        return 0.0
+    import pyarrow.compute as pc
+
+    return float(pc.sum(table.column(DURATION_S)).as_py() or 0.0)

@@ -67,34 +67,35 @@ def plan_input(spec: InputSpec, items_per_unit: int = 32, done: IdSet | None = N
     here, before anything is fetched; shard formats skip done members while reading.
     """
     fs, root = filesystem(spec.uri, spec.storage)
-    listing = _list(fs, root, spec.uri)
+    listing, base = _list(fs, root, spec.uri)
     fmt = spec.format or _detect_format(listing, spec)
     if fmt == "files":
-        units, skipped = _file_units(fs, root, listing, spec, items_per_unit, done or IdSet())
+        units, skipped = _file_units(fs, base, listing, spec, items_per_unit, done or IdSet())
         return InputPlan(fmt, units, skipped)
-    else:
-        suffix = ".tar" if fmt == "webdataset" else ".parquet"
-        shards = sorted(p for p in listing if p.lower().endswith(suffix))
-        if not shards:
-            raise InputError(f"no {suffix} shards under {spec.uri}")
-        units = [_shard_unit(fs, root, p, listing[p], fmt, spec) for p in shards]
-        units = _limit_shards(units, spec.limit)
-    return InputPlan(fmt, units)
+    suffix = ".tar" if fmt == "webdataset" else ".parquet"
+    shards = sorted(p for p in listing if p.lower().endswith(suffix))
+    if not shards:
+        raise InputError(f"no {suffix} shards under {spec.uri}")
+    units = [_shard_unit(fs, base, p, listing[p], fmt) for p in shards]
+    return InputPlan(fmt, _limit_shards(units, spec.limit))
 
 
-def _list(fs, root: str, uri: str) -> dict[str, int | None]:
+def _list(fs, root: str, uri: str) -> tuple[dict[str, int | None], str]:
+    """Path -> size of every file, and the folder that relative paths are relative to."""
+    base = posixpath.dirname(root)
     try:
         if any(ch in root for ch in "*?["):
             paths = fs.glob(root, detail=True)
         elif fs.isdir(root):
-            paths = fs.find(root, detail=True)
+            paths, base = fs.find(root, detail=True), root
         elif fs.exists(root):
             paths = {root: fs.info(root)}
         else:
             raise InputError(f"input {uri} does not exist")
     except (PermissionError, OSError) as exc:
         raise InputError(f"input {uri} could not be listed: {exc}") from None
-    return {p: info.get("size") for p, info in paths.items() if info.get("type", "file") == "file"}
+    files = {p: info.get("size") for p, info in paths.items() if info.get("type", "file") == "file"}
+    return files, base
 
 
 def _detect_format(listing: dict, spec: InputSpec) -> str:
@@ -109,9 +110,8 @@ def _detect_format(listing: dict, spec: InputSpec) -> str:
 
 
 def _file_units(
-    fs, root: str, listing: dict, spec: InputSpec, per_unit: int, done: IdSet
+    fs, base: str, listing: dict, spec: InputSpec, per_unit: int, done: IdSet
 ) -> tuple[list[WorkUnit], int]:
-    base = root if fs.isdir(root) else posixpath.dirname(root)
     if spec.manifest:
         entries = []
         for m in read_manifest(spec.manifest, spec.storage):
@@ -151,11 +151,8 @@ def _file_units(
     return units, len(entries) - len(todo)
 
 
-def _shard_unit(fs, root: str, path: str, size: int | None, fmt: str, spec: InputSpec) -> WorkUnit:
-    rows = None
-    if fmt == "parquet":
-        rows = _parquet_rows(fs, path)
-    base = root if fs.isdir(root) else posixpath.dirname(root)
+def _shard_unit(fs, base: str, path: str, size: int | None, fmt: str) -> WorkUnit:
+    rows = _parquet_rows(fs, path) if fmt == "parquet" else None
     rel = posixpath.relpath(path, base)
     return WorkUnit(fmt, shard_uri=full_uri(fs, path), shard=rel, size=size or 0, num_items=rows)
 

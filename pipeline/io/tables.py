@@ -19,7 +19,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from pipeline import columns as C
-from pipeline.schemas import conform
+from pipeline.schemas import TABLES, conform
 
 
 @dataclass(frozen=True)
@@ -59,8 +59,6 @@ def _task_rows(good: pa.Table, task: TaskInfo, run_id: str) -> pa.Table:
     if "model" not in table.column_names:
         table = table.append_column("model", pa.array([task.model] * table.num_rows, pa.string()))
     # Columns a task kind does not produce (e.g. `language` for CTC) are written as nulls.
-    from pipeline.schemas import TABLES
-
     for f in TABLES[task.table][0]:
         if f.name not in table.column_names:
             table = table.append_column(f.name, pa.nulls(table.num_rows, f.type))
@@ -95,21 +93,21 @@ def read_table(fs: pafs.FileSystem, root: str, table: str) -> pa.Table | None:
     """Read one output table (all partitions) or None if nothing was written yet."""
     import pyarrow.dataset as ds
 
-    from pipeline.schemas import TABLES
-
     base = posixpath.join(root, table)
-    if fs.get_file_info(base).type == pafs.FileType.NotFound:
-        return None
-    files = [
-        f.path
-        for f in fs.get_file_info(pafs.FileSelector(base, recursive=True))
-        if f.type == pafs.FileType.File and f.path.endswith(".parquet")
-    ]
+    files = parquet_files(fs, base)
     if not files:
         return None
-    schema, key = TABLES[table]
+    key = TABLES[table][1]
     part = ds.partitioning(pa.schema([(key, pa.string())]), flavor="hive")
     dataset = ds.dataset(
         files, filesystem=fs, format="parquet", partitioning=part, partition_base_dir=base
     )
     return dataset.to_table()
+
+
+def parquet_files(fs: pafs.FileSystem, base: str) -> list[str]:
+    """Every `*.parquet` file under `base` (recursively); empty if `base` does not exist.
+
+    Temporary files (`*.parquet.<id>.tmp`) of writes in flight are not listed."""
+    infos = fs.get_file_info(pafs.FileSelector(base, recursive=True, allow_not_found=True))
+    return [f.path for f in infos if f.type == pafs.FileType.File and f.path.endswith(".parquet")]

@@ -186,12 +186,7 @@ def _timed(stage, name: str, progress, batch: pa.Table) -> pa.Table:
     t = time.perf_counter()
     out = stage(batch)
     busy = time.perf_counter() - t
-    audio = (
-        float(pa.compute.sum(out.column(C.DURATION_S)).as_py() or 0.0)
-        if C.DURATION_S in out.column_names
-        else 0.0
-    )
-    progress.stage.remote(name, out.num_rows, audio, busy)
+    progress.stage.remote(name, out.num_rows, C.audio_seconds(out), busy)
     return out
 
 

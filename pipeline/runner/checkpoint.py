@@ -18,6 +18,8 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 from ray.data.checkpoint.checkpoint_filter import IdColumnCheckpointManager
 
+from pipeline.io.tables import parquet_files
+
 PENDING_SUFFIX = ".pending.parquet"
 
 
@@ -32,14 +34,7 @@ class CleanupOnlyCheckpointManager(IdColumnCheckpointManager):
 
 def committed_ids(fs: pafs.FileSystem, path: str, id_column: str) -> np.ndarray:
     """Sorted ids (bytes) of every committed checkpoint file under `path`; empty if none."""
-    infos = fs.get_file_info(pafs.FileSelector(path, recursive=True, allow_not_found=True))
-    files = [
-        f.path
-        for f in infos
-        if f.type == pafs.FileType.File
-        and f.path.endswith(".parquet")
-        and not f.path.endswith(PENDING_SUFFIX)
-    ]
+    files = [f for f in parquet_files(fs, path) if not f.endswith(PENDING_SUFFIX)]
     chunks = [
         pq.read_table(f, columns=[id_column], filesystem=fs).column(id_column).to_pylist()
         for f in files

@@ -18,6 +18,7 @@ from ray.data.block import BlockAccessor
 from ray.data.datasource.file_datasink import _FileDatasink
 from ray.data.datasource.filename_provider import _split_base_and_ext
 
+from pipeline.columns import ERROR_CODE, INPUT_BYTES, audio_seconds
 from pipeline.io.tables import TaskInfo, partition_dir, split_batch, write_parquet
 from pipeline.schemas import TABLES
 
@@ -46,12 +47,9 @@ class TablesDatasink(_FileDatasink):
 def _written_stats(batch) -> dict:
     import pyarrow.compute as pc
 
-    failed = batch.column("error_code").null_count
-    failed = batch.num_rows - failed
-    audio = batch.column("duration_s") if "duration_s" in batch.column_names else None
     return {
         "items": batch.num_rows,
-        "failed": failed,
-        "audio_s": float(pc.sum(audio).as_py() or 0.0) if audio is not None else 0.0,
-        "bytes": int(pc.sum(batch.column("input_bytes")).as_py() or 0),
+        "failed": batch.num_rows - batch.column(ERROR_CODE).null_count,
+        "audio_s": audio_seconds(batch),
+        "bytes": int(pc.sum(batch.column(INPUT_BYTES)).as_py() or 0),
     }

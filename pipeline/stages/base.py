@@ -70,7 +70,7 @@ class Stage(ABC):
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         n = batch.num_rows
-        healthy = np.asarray(pc.is_null(batch.column(ERROR_CODE)).to_numpy(zero_copy_only=False))
+        healthy = healthy_mask(batch)
         idx = np.flatnonzero(healthy)
         out = self.process(batch.take(pa.array(idx, pa.int64()))) if len(idx) else StageOutput()
 
