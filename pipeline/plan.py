@@ -7,16 +7,33 @@ transformers; the class is imported where the stage runs (a Ray worker or actor)
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from dataclasses import dataclass, field
 from typing import Any
 
+from pipeline.errors import SpecError
 from pipeline.io.tables import TaskInfo
 from pipeline.spec import JobSpec
 from pipeline.stages.base import Resources, Stage
 
-# kind -> (module, class) of its model stage, and whether its text is scored.
-MODEL_STAGES: dict[str, tuple[str, str, bool]] = {
-    "ctc": ("pipeline.stages.ctc", "CtcStage", True),
+
+@dataclass(frozen=True)
+class StageKind:
+    """Where a task kind's stage class lives, which table it writes, whether it is scored."""
+
+    module: str
+    cls: str
+    table: str
+    scored: bool
+
+
+MODEL_STAGES: dict[str, StageKind] = {
+    "ctc": StageKind("pipeline.stages.ctc", "CtcStage", "transcripts", scored=True),
+    "whisper": StageKind("pipeline.stages.whisper", "WhisperStage", "transcripts", scored=True),
+    "classify": StageKind(
+        "pipeline.stages.classify", "ClassifyStage", "classifications", scored=False
+    ),
+    "frames": StageKind("pipeline.stages.frames", "FramesStage", "classifications", scored=False),
 }
 
 
@@ -64,12 +81,14 @@ def build_plan(spec: JobSpec) -> Plan:
     ]
     scored = []
     for task in spec.tasks:
-        module, cls, is_scored = MODEL_STAGES[task.kind]
+        kind = MODEL_STAGES[task.kind]
+        if importlib.util.find_spec(kind.module) is None:
+            raise SpecError(f"task kind {task.kind!r} is not available in this version")
         storage = task.storage or spec.input.storage
         stages.append(
             StagePlan(
                 task.task_name,
-                StageFactory(module, cls, {"spec": task, "storage": storage}),
+                StageFactory(kind.module, kind.cls, {"spec": task, "storage": storage}),
                 Resources(
                     num_cpus=task.num_cpus,
                     # A task pinned to the CPU must not hold a GPU it will not use.
@@ -80,7 +99,7 @@ def build_plan(spec: JobSpec) -> Plan:
                 task.batch_size,
             )
         )
-        if is_scored:
+        if kind.scored:
             scored.append(task.task_name)
     if scored:
         stages.append(
@@ -95,5 +114,5 @@ def build_plan(spec: JobSpec) -> Plan:
                 None,
             )
         )
-    tasks = [TaskInfo(t.task_name, t.kind, t.model) for t in spec.tasks]
+    tasks = [TaskInfo(t.task_name, t.kind, t.model, MODEL_STAGES[t.kind].table) for t in spec.tasks]
     return Plan(stages, tasks, rate)

@@ -14,6 +14,19 @@ import pyarrow as pa
 from pipeline.errors import AudiobatchError
 
 WORD = pa.struct([("word", pa.string()), ("start", pa.float64()), ("end", pa.float64())])
+SEGMENT = pa.struct([("start", pa.float64()), ("end", pa.float64()), ("text", pa.string())])
+LABEL_SCORE = pa.struct([("label", pa.string()), ("score", pa.float64())])
+WINDOW = pa.struct(
+    [("start", pa.float64()), ("end", pa.float64()), ("labels", pa.list_(LABEL_SCORE))]
+)
+LABELLED_SEGMENT = pa.struct(
+    [
+        ("start", pa.float64()),
+        ("end", pa.float64()),
+        ("label", pa.string()),
+        ("score", pa.float64()),
+    ]
+)
 
 TRANSCRIPTS = pa.schema(
     [
@@ -25,8 +38,16 @@ TRANSCRIPTS = pa.schema(
         pa.field("model", pa.string()),
         pa.field("text", pa.string()),
         pa.field("language", pa.string()),
+        pa.field("language_prob", pa.float64()),
+        pa.field("segments", pa.list_(SEGMENT)),
         pa.field("words", pa.list_(WORD)),
         pa.field("confidence", pa.float64()),
+        pa.field("avg_logprob", pa.float64()),
+        pa.field("no_speech_prob", pa.float64()),
+        pa.field("compression_ratio", pa.float64()),
+        # Likely-hallucination flags (Whisper): repeated_ngrams, high_compression,
+        # no_speech_text, too_long. Empty list: checked, nothing found; null: not checked.
+        pa.field("flags", pa.list_(pa.string())),
         pa.field("reference", pa.string()),
         pa.field("normalizer", pa.string()),
         pa.field("ref_words", pa.int32()),
@@ -42,12 +63,32 @@ TRANSCRIPTS = pa.schema(
     ]
 )
 
+CLASSIFICATIONS = pa.schema(
+    [
+        pa.field("item_id", pa.string(), nullable=False),
+        pa.field("source_uri", pa.string(), nullable=False),
+        pa.field("member", pa.string(), nullable=False),
+        pa.field("shard", pa.string(), nullable=False),
+        pa.field("duration_s", pa.float64()),
+        pa.field("model", pa.string()),
+        # Clip classifiers: top-k labels, best first (pooled over windows for long items).
+        pa.field("labels", pa.list_(LABEL_SCORE)),
+        pa.field("windows", pa.list_(WINDOW)),  # per-window labels, when asked for
+        # Frame classifiers: labelled segments in time order.
+        pa.field("segments", pa.list_(LABELLED_SEGMENT)),
+        pa.field("metadata", pa.string()),
+        pa.field("run_id", pa.string(), nullable=False),
+    ]
+)
+
 ERRORS = pa.schema(
     [
         pa.field("item_id", pa.string(), nullable=False),
         pa.field("source_uri", pa.string(), nullable=False),
         pa.field("member", pa.string(), nullable=False),
         pa.field("shard", pa.string(), nullable=False),
+        # The task whose output this item is missing from; null: every task (read/decode).
+        pa.field("task", pa.string()),
         pa.field("error_code", pa.string(), nullable=False),
         pa.field("error_message", pa.string(), nullable=False),
         pa.field("run_id", pa.string(), nullable=False),
@@ -84,6 +125,7 @@ RUNS = pa.schema(
 
 TABLES: dict[str, tuple[pa.Schema, str]] = {
     "transcripts": (TRANSCRIPTS, "task"),
+    "classifications": (CLASSIFICATIONS, "task"),
     "errors": (ERRORS, "stage"),
     "runs": (RUNS, "job"),
 }

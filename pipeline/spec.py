@@ -159,7 +159,110 @@ class CtcTaskSpec(_TaskBase):
         return self
 
 
-TaskSpec = Annotated[CtcTaskSpec, Field(discriminator="kind")]
+class WhisperTaskSpec(_TaskBase):
+    """Whisper-family transcription (WhisperForConditionalGeneration: large-v3, turbo, distil)."""
+
+    kind: Literal["whisper"] = "whisper"
+    batch_size: int = Field(
+        256, ge=1, description="Rows handed to one actor call (they are sorted and micro-batched)"
+    )
+    micro_batch: int = Field(
+        64, ge=1, description="Items per generate call (short-form) or per long-form step"
+    )
+    language: str | None = Field(
+        None,
+        description="Fixed language code (e.g. en); None detects it per item and writes its probability",
+    )
+    task: Literal["transcribe", "translate"] = Field("transcribe", description="Whisper task")
+    timestamps: Literal["none", "segment", "word"] = Field(
+        "none",
+        description="none; segment: segments with start/end; word: also word times (cross-attention "
+        "alignment). Long-form items (over 30 s) always get segments",
+    )
+    num_beams: int = Field(1, ge=1, le=16, description="1: greedy (the default); >1: beam search")
+    max_new_tokens: int = Field(
+        440, ge=1, le=448, description="Upper bound on generated tokens per 30 s window"
+    )
+    temperatures: tuple[float, ...] = Field(
+        (0.0,),
+        description="Temperature fallback schedule, e.g. [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]; "
+        "the next one is tried when a threshold below fails",
+    )
+    compression_ratio_threshold: float | None = Field(
+        2.4,
+        gt=0,
+        description="Fallback / hallucination flag when gzip compression ratio exceeds it",
+    )
+    logprob_threshold: float | None = Field(
+        -1.0, description="Fallback when the average token log-probability is below it"
+    )
+    no_speech_threshold: float | None = Field(
+        0.6, ge=0, le=1, description="A window is silence when no-speech probability exceeds it"
+    )
+    prompt: str | None = Field(None, description="Initial prompt text (previous-context tokens)")
+    seed: int = Field(0, description="Seed for sampling at temperatures above 0")
+
+
+class ClassifyTaskSpec(_TaskBase):
+    """Clip-level audio classification with any AutoModelForAudioClassification checkpoint."""
+
+    kind: Literal["classify"] = "classify"
+    top_k: int = Field(5, ge=1, description="Labels kept per item, best first")
+    activation: Literal["auto", "softmax", "sigmoid"] = Field(
+        "auto",
+        description="auto: sigmoid for multi-label models (problem_type), else softmax",
+    )
+    threshold: float | None = Field(
+        None, ge=0, le=1, description="Keep only labels scoring at least this"
+    )
+    window_s: float | None = Field(
+        None,
+        gt=0,
+        description="Window length for long items; default: the model's own (10.24 s for AST)",
+    )
+    window_overlap_s: float = Field(
+        0.0, ge=0, description="Overlap between consecutive windows of a long item"
+    )
+    pooling: Literal["mean", "max"] = Field("mean", description="How window scores are pooled")
+    keep_windows: bool = Field(False, description="Also write each window's top labels")
+
+
+class FramesTaskSpec(_TaskBase):
+    """Frame classification (AutoModelForAudioFrameClassification) into labelled segments."""
+
+    kind: Literal["frames"] = "frames"
+    activation: Literal["auto", "softmax", "sigmoid"] = Field(
+        "auto", description="auto: sigmoid for multi-label models (problem_type), else softmax"
+    )
+    threshold: float = Field(
+        0.5, ge=0, le=1, description="A frame carries a label when its probability reaches this"
+    )
+    labels: tuple[str, ...] | None = Field(
+        None, description="Only segment these labels (default: all of the model's labels)"
+    )
+    smoothing_frames: int = Field(
+        1, ge=1, description="Median filter width over frame probabilities (1: none)"
+    )
+    min_segment_s: float = Field(0.0, ge=0, description="Drop segments shorter than this")
+    merge_gap_s: float = Field(
+        0.0, ge=0, description="Join segments of one label separated by less than this"
+    )
+    window_s: float = Field(30.0, gt=0, description="Long audio is processed in windows this long")
+    window_overlap_s: float = Field(
+        2.0, ge=0, description="Overlap between windows; each side keeps half of it"
+    )
+
+    @model_validator(mode="after")
+    def _check_window(self) -> FramesTaskSpec:
+        if self.window_overlap_s * 2 >= self.window_s:
+            raise ValueError("window_overlap_s must be less than half of window_s")
+        return self
+
+
+TaskSpec = Annotated[
+    CtcTaskSpec | WhisperTaskSpec | ClassifyTaskSpec | FramesTaskSpec,
+    Field(discriminator="kind"),
+]
 
 
 class ScoringSpec(_Model):

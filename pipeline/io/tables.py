@@ -35,26 +35,60 @@ class TaskInfo:
 def split_batch(
     batch: pa.Table, tasks: list[TaskInfo], run_id: str
 ) -> dict[tuple[str, str], pa.Table]:
-    """(table, partition value) -> rows conformed to that table's schema."""
+    """(table, partition value) -> rows conformed to that table's schema.
+
+    A row-level failure (read, decode) is one `errors` row with a null `task`; a task's
+    own failure is one `errors` row naming the task, and the other tasks still write
+    the item. So each item is in each task's table or in `errors` for that task."""
     failed = pc.is_valid(batch.column(C.ERROR_CODE))
-    out: dict[tuple[str, str], pa.Table] = {}
+    parts: dict[tuple[str, str], list[pa.Table]] = {}
     bad = batch.filter(failed)
     if bad.num_rows:
-        for stage in pc.unique(bad.column(C.ERROR_STAGE)).to_pylist():
-            rows = bad.filter(pc.equal(bad.column(C.ERROR_STAGE), stage))
-            out[("errors", stage)] = conform(_with_run(rows, run_id), "errors")
+        _add_errors(parts, bad, None, C.ERROR_COLUMNS, run_id)
     good = batch.filter(pc.invert(failed))
-    if good.num_rows:
-        for task in tasks:
-            out[(task.table, task.name)] = conform(_task_rows(good, task, run_id), task.table)
-    return out
+    for task in tasks if good.num_rows else ():
+        code = C.task_column(task.name, C.ERROR_CODE)
+        task_failed = (
+            pc.is_valid(good.column(code))
+            if code in good.column_names
+            else pa.array([False] * good.num_rows)
+        )
+        if pc.any(task_failed).as_py():
+            names = tuple(C.task_column(task.name, c) for c in C.ERROR_COLUMNS)
+            _add_errors(parts, good.filter(task_failed), task.name, names, run_id)
+        ok = good.filter(pc.invert(task_failed))
+        if ok.num_rows:
+            parts[(task.table, task.name)] = [_task_rows(ok, task, run_id)]
+    return {
+        (table, value): conform(pa.concat_tables(p, promote_options="none"), table)
+        for (table, value), p in parts.items()
+    }
+
+
+def _add_errors(parts, rows: pa.Table, task: str | None, names, run_id: str) -> None:
+    stage_col, code_col, message_col = names
+    errors = pa.table(
+        {
+            **{c: rows.column(c) for c in (C.ITEM_ID, C.SOURCE_URI, C.MEMBER, C.SHARD)},
+            "task": pa.array([task] * rows.num_rows, pa.string()),
+            "stage": rows.column(stage_col),
+            "error_code": rows.column(code_col),
+            "error_message": rows.column(message_col),
+            "run_id": pa.array([run_id] * rows.num_rows, pa.string()),
+        }
+    )
+    for stage in pc.unique(errors.column("stage")).to_pylist():
+        part = conform(errors.filter(pc.equal(errors.column("stage"), stage)), "errors")
+        parts.setdefault(("errors", stage), []).append(part)
 
 
 def _task_rows(good: pa.Table, task: TaskInfo, run_id: str) -> pa.Table:
     prefix = f"{task.name}__"
     table = _with_run(good, run_id)
     renamed = {c: c[len(prefix) :] for c in table.column_names if c.startswith(prefix)}
-    table = table.select([c for c in table.column_names if "__" not in c or c in renamed])
+    errors = {*C.ERROR_COLUMNS, *(prefix + c for c in C.ERROR_COLUMNS)}
+    keep = [c for c in table.column_names if ("__" not in c or c in renamed) and c not in errors]
+    table = table.select(keep)
     table = table.rename_columns([renamed.get(c, c) for c in table.column_names])
     if "model" not in table.column_names:
         table = table.append_column("model", pa.array([task.model] * table.num_rows, pa.string()))

@@ -47,9 +47,14 @@ class TablesDatasink(_FileDatasink):
 def _written_stats(batch) -> dict:
     import pyarrow.compute as pc
 
+    # An item counts as failed when it failed as a whole or for any one task.
+    failed = pc.is_valid(batch.column(ERROR_CODE))
+    for name in batch.column_names:
+        if name.endswith(f"__{ERROR_CODE}"):
+            failed = pc.or_(failed, pc.is_valid(batch.column(name)))
     return {
         "items": batch.num_rows,
-        "failed": batch.num_rows - batch.column(ERROR_CODE).null_count,
+        "failed": int(pc.sum(failed.cast("int64")).as_py() or 0),
         "audio_s": audio_seconds(batch),
         "bytes": int(pc.sum(batch.column(INPUT_BYTES)).as_py() or 0),
     }

@@ -5,6 +5,11 @@ exactly one output row per input row. Rows that already carry an error pass
 through untouched; rows that fail here get `error_stage/error_code/error_message`
 filled and flow on. Subclasses implement `process` over the healthy rows only;
 the base class does the bookkeeping, so a stage can be unit-tested with no Ray.
+
+A model stage belongs to one task (`task` set): its failures are that task's only,
+recorded in `{task}__error_*` columns, so the other tasks of a job still write the
+item (a Whisper failure does not cost the CTC transcript of the same audio). Read
+and decode failures use the row-level `error_*` columns and stop every task.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipeline.columns import ERROR_CODE, ERROR_MESSAGE, ERROR_STAGE
+from pipeline.columns import ERROR_CODE, ERROR_MESSAGE, ERROR_STAGE, task_column
 from pipeline.errors import RowError
 
 
@@ -45,12 +50,23 @@ class StageOutput:
 
     columns: dict[str, pa.Array | list] = field(default_factory=dict)
     errors: dict[int, RowError] = field(default_factory=dict)
+    # Failures of one task only, for stages that serve several tasks (scoring).
+    task_errors: dict[str, dict[int, RowError]] = field(default_factory=dict)
+
+
+def error_columns(task: str | None) -> tuple[str, str, str]:
+    """(stage, code, message) columns: the row-level ones, or those of one task."""
+    if task is None:
+        return ERROR_STAGE, ERROR_CODE, ERROR_MESSAGE
+    return tuple(task_column(task, c) for c in (ERROR_STAGE, ERROR_CODE, ERROR_MESSAGE))  # type: ignore[return-value]
 
 
 class Stage(ABC):
-    """Base of all stages. `name` is what `error_stage` says when a row fails here."""
+    """Base of all stages. `name` is what `error_stage` says when a row fails here;
+    `task`, when set, scopes this stage's failures to that task (see the module doc)."""
 
     name: str = "stage"
+    task: str | None = None
 
     @abstractmethod
     def reads(self) -> Sequence[str]:
@@ -70,7 +86,9 @@ class Stage(ABC):
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         n = batch.num_rows
-        healthy = healthy_mask(batch)
+        for t in {self.task, *self.error_tasks()} - {None}:
+            batch = _ensure_error_columns(batch, t)
+        healthy = healthy_mask(batch, self.task)
         idx = np.flatnonzero(healthy)
         out = self.process(batch.take(pa.array(idx, pa.int64()))) if len(idx) else StageOutput()
 
@@ -97,12 +115,24 @@ class Stage(ABC):
             full = arr.take(mapping) if len(idx) else pa.nulls(n, fld.type)
             batch = _set_column(batch, fld.name, full.cast(fld.type))
 
-        if out.errors:
-            batch = _record_errors(
-                batch, self.name, {int(idx[j]): e for j, e in out.errors.items()}
-            )
+        scoped = {self.task: out.errors, **out.task_errors}
+        for task, errors in scoped.items():
+            if errors:
+                at = {int(idx[j]): e for j, e in errors.items()}
+                batch = _record_errors(batch, self.name, at, task)
         drop = [c for c in self.drops() if c in batch.column_names]
         return batch.drop_columns(drop) if drop else batch
+
+    def error_tasks(self) -> Sequence[str]:
+        """Tasks this stage may record `task_errors` for (besides its own `task`)."""
+        return ()
+
+
+def _ensure_error_columns(table: pa.Table, task: str) -> pa.Table:
+    for name in error_columns(task):
+        if name not in table.column_names:
+            table = table.append_column(name, pa.nulls(table.num_rows, pa.string()))
+    return table
 
 
 def _set_column(table: pa.Table, name: str, values: pa.Array) -> pa.Table:
@@ -111,17 +141,22 @@ def _set_column(table: pa.Table, name: str, values: pa.Array) -> pa.Table:
     return table.append_column(name, values)
 
 
-def _record_errors(table: pa.Table, stage: str, errors: dict[int, RowError]) -> pa.Table:
-    stages = table.column(ERROR_STAGE).to_pylist()
-    codes = table.column(ERROR_CODE).to_pylist()
-    messages = table.column(ERROR_MESSAGE).to_pylist()
+def _record_errors(
+    table: pa.Table, stage: str, errors: dict[int, RowError], task: str | None
+) -> pa.Table:
+    names = error_columns(task)
+    stages, codes, messages = (table.column(c).to_pylist() for c in names)
     for i, err in errors.items():
         stages[i], codes[i], messages[i] = stage, str(err.code), err.message
-    for name, values in ((ERROR_STAGE, stages), (ERROR_CODE, codes), (ERROR_MESSAGE, messages)):
+    for name, values in zip(names, (stages, codes, messages), strict=True):
         table = _set_column(table, name, pa.array(values, pa.string()))
     return table
 
 
-def healthy_mask(batch: pa.Table) -> np.ndarray:
-    """True for rows with no error so far."""
-    return np.asarray(pc.is_null(batch.column(ERROR_CODE)).to_numpy(zero_copy_only=False))
+def healthy_mask(batch: pa.Table, task: str | None = None) -> np.ndarray:
+    """True for rows with no row-level error so far (and, given a task, none of that task)."""
+    ok = pc.is_null(batch.column(ERROR_CODE))
+    code = error_columns(task)[1]
+    if task is not None and code in batch.column_names:
+        ok = pc.and_(ok, pc.is_null(batch.column(code)))
+    return np.asarray(ok.to_numpy(zero_copy_only=False))

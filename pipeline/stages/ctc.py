@@ -134,7 +134,7 @@ class CtcStage(Stage):
 
     def __init__(self, spec: CtcTaskSpec, storage: StorageOptions) -> None:
         self.spec = spec
-        self.name = spec.task_name
+        self.name = self.task = spec.task_name
         device = pick_device(spec.device)
         _configure_threads(device, spec.cpu_threads)
         self.model: CtcModel = load_ctc(spec, storage, device)

@@ -6,9 +6,10 @@ compute corpus WER as total edits over total reference words over any slice of
 the output. The normaliser's name is written beside the counts because a WER
 means nothing without it.
 
-Scoring is optional: a row without a reference gets nulls and no error. One row
-that makes the normaliser or the aligner raise is recorded as `score_failed`
-and does not affect the rest of the batch.
+Scoring is optional: a row without a reference gets nulls and no error. A row
+whose task already failed is not scored for that task. One row that makes the
+normaliser or the aligner raise is recorded as `score_failed` for the task(s)
+concerned and does not affect the rest of the batch.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from pipeline.columns import REFERENCE, task_column
 from pipeline.errors import ErrorCode, RowError
 from pipeline.metrics.normalize import Normalizer, get_normalizer
 from pipeline.metrics.wer import char_edits, word_edits
-from pipeline.stages.base import Stage, StageOutput
+from pipeline.stages.base import Stage, StageOutput, healthy_mask
 
 # (field, type) added per task, in output order.
 SCORE_FIELDS: tuple[tuple[str, pa.DataType], ...] = (
@@ -41,10 +42,10 @@ _NO_SCORE: dict[str, None] = {name: None for name, _ in SCORE_FIELDS}
 
 @dataclass(frozen=True)
 class _Scored:
-    """One row's scores for every task, or the error that stopped them."""
+    """One row's scores for every task, and the tasks whose scoring raised."""
 
     values: dict[str, dict[str, object]]  # task -> field -> value
-    error: RowError | None = None
+    errors: dict[str, RowError]
 
 
 class ScoreStage(Stage):
@@ -65,6 +66,9 @@ class ScoreStage(Stage):
         self.tasks = tuple(tasks)
         self.normalizer: Normalizer = get_normalizer(normalizer)
 
+    def error_tasks(self) -> Sequence[str]:
+        return self.tasks
+
     def reads(self) -> Sequence[str]:
         return (REFERENCE, *(task_column(t, "text") for t in self.tasks))
 
@@ -80,37 +84,42 @@ class ScoreStage(Stage):
     def process(self, rows: pa.Table) -> StageOutput:
         refs = rows.column(REFERENCE).to_pylist()
         hyps = {t: rows.column(task_column(t, "text")).to_pylist() for t in self.tasks}
+        ok = {t: healthy_mask(rows, t) for t in self.tasks}
         out = StageOutput(columns={f.name: [] for f in self.adds()})
         for i, ref in enumerate(refs):
-            scored = self._score_row(ref, {t: hyps[t][i] for t in self.tasks})
-            if scored.error is not None:
-                out.errors[i] = scored.error
-            for task, values in scored.values.items():
-                for name, value in values.items():
+            live = {t: hyps[t][i] for t in self.tasks if ok[t][i]}
+            scored = self._score_row(ref, live)
+            for task, error in scored.errors.items():
+                out.task_errors.setdefault(task, {})[i] = error
+            for task in self.tasks:
+                for name, value in scored.values.get(task, _NO_SCORE).items():
                     out.columns[task_column(task, name)].append(value)
         return out
 
     def _score_row(self, ref: str | None, hyps: dict[str, str | None]) -> _Scored:
-        if ref is None:
-            return _Scored({t: _NO_SCORE for t in self.tasks})
-        task = None
+        if ref is None or not hyps:
+            return _Scored({}, {})
         try:
             norm_ref = self.normalizer(ref)
-            values: dict[str, dict[str, object]] = {}
-            for task, hyp in hyps.items():
+        except Exception as exc:  # see below
+            return _Scored({}, {t: self._failed("the reference", exc) for t in hyps})
+        values: dict[str, dict[str, object]] = {}
+        errors: dict[str, RowError] = {}
+        for task, hyp in hyps.items():
+            # Normalisers and the aligner are third-party code fed arbitrary text:
+            # whatever one item makes them raise must not fail its whole batch.
+            try:
                 values[task] = self._score_one(norm_ref, self.normalizer(hyp or ""))
-            return _Scored(values)
-        # Normalisers and the aligner are third-party code fed arbitrary text:
-        # whatever one item makes them raise must not fail its whole batch.
-        except Exception as exc:
-            where = f"task {task!r}" if task is not None else "the reference"
-            message = (
-                f"scoring {where} with normaliser {self.normalizer.name!r} raised "
-                f"{type(exc).__name__}: {exc}; the transcript is kept, only its scores are missing"
-            )
-            return _Scored(
-                {t: _NO_SCORE for t in self.tasks}, RowError(ErrorCode.SCORE_FAILED, message)
-            )
+            except Exception as exc:
+                errors[task] = self._failed(f"task {task!r}", exc)
+        return _Scored(values, errors)
+
+    def _failed(self, where: str, exc: Exception) -> RowError:
+        return RowError(
+            ErrorCode.SCORE_FAILED,
+            f"scoring {where} with normaliser {self.normalizer.name!r} raised "
+            f"{type(exc).__name__}: {exc}",
+        )
 
     def _score_one(self, ref: str, hyp: str) -> dict[str, object]:
         words = word_edits(ref, hyp)

@@ -66,6 +66,32 @@ def test_split_batch_routes_rows_and_fills_missing_columns():
     assert t["language"] is None and t["cer"] is None  # not produced here: nulls, same schema
     e = out[("errors", "decode")].to_pylist()[0]
     assert (e["item_id"], e["error_code"], e["error_message"]) == ("b", "truncated", "cut short")
+    assert e["task"] is None  # a decode failure is every task's
+
+
+def test_a_task_failure_costs_only_that_task():
+    batch = _batch()
+    for task, text, code in (("ctc", "hi", None), ("whisper", None, "model_failed")):
+        batch = batch.set_column(
+            batch.column_names.index("ctc__text"), "ctc__text", pa.array(["hi there", None])
+        )
+        if task == "whisper":
+            batch = batch.append_column("whisper__text", pa.array([text, None], pa.string()))
+        values = {
+            "error_stage": [task if code else None, None],
+            "error_code": [code, None],
+            "error_message": ["it raised" if code else None, None],
+        }
+        for name, col in values.items():
+            batch = batch.append_column(f"{task}__{name}", pa.array(col, pa.string()))
+    tasks = [TaskInfo("ctc", "ctc", "m1"), TaskInfo("whisper", "whisper", "w")]
+    out = split_batch(batch, tasks, "run1")
+    assert set(out) == {("transcripts", "ctc"), ("errors", "decode"), ("errors", "whisper")}
+    assert out[("transcripts", "ctc")].column("item_id").to_pylist() == ["a"]
+    e = out[("errors", "whisper")].to_pylist()
+    assert [(r["item_id"], r["task"], r["error_code"]) for r in e] == [
+        ("a", "whisper", "model_failed")
+    ]
 
 
 def test_conform_refuses_missing_columns_and_nulls_in_required():

@@ -249,9 +249,9 @@ def test_audio_shorter_than_the_receptive_field_fails_alone(short, model_dirs, r
         references[arch](tiny)
     audio = [signal(1.5, seed=12), tiny, signal(0.7, seed=13)]
     out = make_stage(model_dirs[arch])(batch(audio))
-    assert out.column(ERROR_CODE).to_pylist() == [None, "model_failed", None]
-    assert "receptive field" in out.column(ERROR_MESSAGE)[1].as_py()
-    assert out.column(ERROR_STAGE)[1].as_py() == "ctc"
+    assert out.column("ctc__error_code").to_pylist() == [None, "model_failed", None]
+    assert "receptive field" in out.column("ctc__error_message")[1].as_py()
+    assert out.column("ctc__error_stage")[1].as_py() == "ctc"
     assert texts(out)[0::2] == [references[arch](a)["text"] for a in audio[0::2]]
 
 
@@ -267,16 +267,16 @@ def test_item_that_makes_the_model_raise_fails_alone(model_dirs, references):
 
     stage.model.model.register_forward_pre_hook(refuse, with_kwargs=True)
     out = stage(batch(audio))
-    assert out.column(ERROR_CODE).to_pylist() == [None, None, "model_failed", None, None]
-    assert "simulated kernel failure" in out.column(ERROR_MESSAGE)[2].as_py()
+    assert out.column("ctc__error_code").to_pylist() == [None, None, "model_failed", None, None]
+    assert "simulated kernel failure" in out.column("ctc__error_message")[2].as_py()
     expected = [references["hubert"](a)["text"] for a in audio]
     assert [t for i, t in enumerate(texts(out)) if i != 2] == expected[:2] + expected[3:]
 
 
 def test_wrong_sample_rate_is_a_row_error(model_dirs):
     out = make_stage(model_dirs["wav2vec2"])(batch(varied(2, seed=15), rates=[RATE, 8000]))
-    assert out.column(ERROR_CODE).to_pylist() == [None, "model_failed"]
-    assert "8000 Hz" in out.column(ERROR_MESSAGE)[1].as_py()
+    assert out.column("ctc__error_code").to_pylist() == [None, "model_failed"]
+    assert "8000 Hz" in out.column("ctc__error_message")[1].as_py()
 
 
 def test_confidence_is_mean_probability_of_emitted_tokens():

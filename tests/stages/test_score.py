@@ -136,9 +136,10 @@ class _FailOn:
 
 
 @pytest.mark.parametrize(
-    ("bad", "where"), [("boom ref", "the reference"), ("boom hyp", "'whisper'")]
+    ("bad", "failed", "where"),
+    [("boom ref", ("ctc", "whisper"), "the reference"), ("boom hyp", ("whisper",), "'whisper'")],
 )
-def test_a_row_that_raises_fails_alone(bad, where):
+def test_a_row_that_raises_fails_alone_and_only_for_its_tasks(bad, failed, where):
     rows = [
         {"id": "0", "reference": "a b", "ctc": "a b", "whisper": "a"},
         {"id": "1", "reference": "boom ref", "ctc": "x", "whisper": "boom hyp"},
@@ -146,11 +147,29 @@ def test_a_row_that_raises_fails_alone(bad, where):
     stage = ScoreStage(TASKS, "none")
     stage.normalizer = _FailOn(bad)
     out = stage(_batch(rows)).to_pydict()
-    assert out[ERROR_CODE] == [None, str(ErrorCode.SCORE_FAILED)]
-    assert out[ERROR_STAGE][1] == "score"
-    assert where in out[ERROR_MESSAGE][1] and "RuntimeError" in out[ERROR_MESSAGE][1]
+    assert out[ERROR_CODE] == [None, None]  # the row itself, and any other task, is fine
+    for task in TASKS:
+        expected = [None, str(ErrorCode.SCORE_FAILED) if task in failed else None]
+        assert out[f"{task}__error_code"] == expected
+    message = out[f"{failed[0]}__error_message"][1]
+    assert out[f"{failed[0]}__error_stage"][1] == "score"
+    assert where in message and "RuntimeError" in message
     assert out["whisper__wer"] == [0.5, None]
-    assert out["ctc__wer"] == [0.0, None]  # nothing half-written for the failed row
+    assert out["ctc__wer"] == [0.0, None if "ctc" in failed else 1.0]
+
+
+def test_a_task_that_already_failed_is_not_scored():
+    rows = [
+        {"id": "0", "reference": "a b", "ctc": "a b", "whisper": None},
+        {"id": "1", "reference": "a b", "ctc": "a", "whisper": "a b"},
+    ]
+    batch = _batch(rows).append_column(
+        "whisper__error_code", pa.array(["model_failed", None], pa.string())
+    )
+    out = ScoreStage(TASKS, "none")(batch).to_pydict()
+    assert out["whisper__wer"] == [None, 0.0]
+    assert out["whisper__error_code"] == ["model_failed", None]
+    assert out["ctc__wer"] == [0.0, 0.5]
 
 
 @pytest.mark.parametrize(
