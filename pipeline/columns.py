@@ -45,6 +45,24 @@ ITEM_SCHEMA = pa.schema(
     ]
 )
 
+TEXT_ID = "text_id"
+TEXT = "text"
+SPEAKER = "speaker"
+SPEAKER_EMBEDDING = "speaker_embedding"
+
+# What the read step emits for the `texts` format (texts to synthesize): the item
+# columns without audio bytes, plus the text and its speaker. `reference` holds the
+# text too, so a round-trip transcript is scored against it like any other.
+TEXT_ITEM_SCHEMA = pa.schema(
+    [f for f in ITEM_SCHEMA if f.name != AUDIO_BYTES]
+    + [
+        pa.field(TEXT_ID, pa.string()),
+        pa.field(TEXT, pa.string()),
+        pa.field(SPEAKER, pa.string()),
+        pa.field(SPEAKER_EMBEDDING, pa.list_(pa.float32())),
+    ]
+)
+
 # What decode adds (and it drops AUDIO_BYTES).
 AUDIO_FIELDS = [
     pa.field(AUDIO, pa.list_(pa.float32())),

@@ -26,6 +26,8 @@ class ErrorCode(enum.StrEnum):
     NON_FINITE = "non_finite"  # NaN or Inf samples
     MODEL_FAILED = "model_failed"  # the model raised on this item (alone, not its batch)
     SCORE_FAILED = "score_failed"  # scoring raised on this item
+    INVALID_INPUT = "invalid_input"  # a text row is malformed (no id, bad speaker embedding)
+    DUPLICATE_ID = "duplicate_id"  # a text id seen earlier in the same table
 
 
 @dataclass(frozen=True)

@@ -40,8 +40,10 @@ class InputSpec(_Model):
     """Where the audio comes from."""
 
     uri: str = Field(description="Local path, glob, s3://, gs:// or any fsspec URI of the shards")
-    format: Literal["files", "webdataset", "parquet"] | None = Field(
-        None, description="Shard format; detected from the listed files when omitted"
+    format: Literal["files", "webdataset", "parquet", "texts"] | None = Field(
+        None,
+        description="Shard format; detected from the listed files when omitted. `texts`: "
+        "JSONL/CSV/Parquet tables of texts to synthesize (kind: synthesize)",
     )
     manifest: str | None = Field(
         None,
@@ -53,7 +55,16 @@ class InputSpec(_Model):
         description="parquet format: the column holding the {bytes, path} struct or raw bytes",
     )
     text_column: str | None = Field(
-        "text", description="parquet format: the reference-text column, if present"
+        "text",
+        description="parquet format: the reference-text column, if present; texts format: the text",
+    )
+    id_column: str = Field("id", description="texts format: the column holding each text's id")
+    speaker_column: str = Field(
+        "speaker", description="texts format: optional column naming each text's speaker"
+    )
+    embedding_column: str = Field(
+        "speaker_embedding",
+        description="texts format: optional column holding a 512-dim speaker embedding",
     )
     extensions: tuple[str, ...] = Field(
         ("wav", "flac", "ogg", "opus", "mp3", "m4a", "aac", "webm", "mp4"),
@@ -311,6 +322,12 @@ class JobSpec(_Model):
         if dupes:
             raise ValueError(
                 f"task names must be unique; give each task a `name` (duplicated: {', '.join(dupes)})"
+            )
+        kinds = [t.kind for t in self.tasks]
+        if (self.input.format == "texts") != ("synthesize" in kinds):
+            raise ValueError(
+                "input.format: texts goes with one `kind: synthesize` task (texts in, audio out), "
+                "and a synthesize task needs input.format: texts"
             )
         rates = sorted({t.sample_rate for t in self.tasks})
         if len(rates) > 1:

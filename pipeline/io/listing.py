@@ -72,6 +72,14 @@ def plan_input(spec: InputSpec, items_per_unit: int = 32, done: IdSet | None = N
     if fmt == "files":
         units, skipped = _file_units(fs, base, listing, spec, items_per_unit, done or IdSet())
         return InputPlan(fmt, units, skipped)
+    if fmt == "texts":
+        from pipeline.io.texts import TEXT_EXTENSIONS, text_tables
+
+        shards = text_tables(listing)
+        if not shards:
+            raise InputError(f"no text tables ({', '.join(TEXT_EXTENSIONS)}) under {spec.uri}")
+        units = [_shard_unit(fs, base, p, listing[p], fmt) for p in shards]
+        return InputPlan(fmt, _limit_shards(units, spec.limit))
     suffix = ".tar" if fmt == "webdataset" else ".parquet"
     shards = sorted(p for p in listing if p.lower().endswith(suffix))
     if not shards:
@@ -152,7 +160,8 @@ def _file_units(
 
 
 def _shard_unit(fs, base: str, path: str, size: int | None, fmt: str) -> WorkUnit:
-    rows = _parquet_rows(fs, path) if fmt == "parquet" else None
+    is_parquet = fmt == "parquet" or (fmt == "texts" and path.lower().endswith(".parquet"))
+    rows = _parquet_rows(fs, path) if is_parquet else None
     rel = posixpath.relpath(path, base)
     return WorkUnit(fmt, shard_uri=full_uri(fs, path), shard=rel, size=size or 0, num_items=rows)
 

@@ -28,7 +28,7 @@ class ManifestEntry:
 
 def read_manifest(uri: str, storage: StorageOptions) -> list[ManifestEntry]:
     """Read a manifest; raise InputError naming the file and the problem."""
-    table = _read_table(uri, storage)
+    table = read_table_file(uri, storage, what="manifest")
     if "path" not in table.column_names:
         raise InputError(
             f"manifest {uri} has no `path` column (columns: {', '.join(table.column_names)})"
@@ -57,13 +57,14 @@ def read_manifest(uri: str, storage: StorageOptions) -> list[ManifestEntry]:
     return entries
 
 
-def _read_table(uri: str, storage: StorageOptions) -> pa.Table:
+def read_table_file(uri: str, storage: StorageOptions, what: str = "table") -> pa.Table:
+    """Read one JSONL / CSV / TSV / Parquet file; raise InputError naming it (as `what`)."""
     fs, path = filesystem(uri, storage)
     suffix = path.lower().rsplit(".", 1)[-1]
     try:
         with fs.open(path, "rb") as f:
             if suffix in ("jsonl", "json", "ndjson"):
-                return _read_jsonl(f.read(), uri)
+                return _read_jsonl(f.read(), uri, what)
             if suffix in ("csv", "tsv"):
                 import pyarrow.csv as pacsv
 
@@ -74,15 +75,15 @@ def _read_table(uri: str, storage: StorageOptions) -> pa.Table:
 
                 return pq.read_table(f)
     except FileNotFoundError:
-        raise InputError(f"manifest {uri} does not exist") from None
+        raise InputError(f"{what} {uri} does not exist") from None
     except (pa.ArrowInvalid, ValueError) as exc:
-        raise InputError(f"manifest {uri} could not be parsed: {exc}") from None
+        raise InputError(f"{what} {uri} could not be parsed: {exc}") from None
     raise InputError(
-        f"manifest {uri}: unknown format '.{suffix}' (use .jsonl, .csv, .tsv or .parquet)"
+        f"{what} {uri}: unknown format '.{suffix}' (use .jsonl, .csv, .tsv or .parquet)"
     )
 
 
-def _read_jsonl(data: bytes, uri: str) -> pa.Table:
+def _read_jsonl(data: bytes, uri: str, what: str) -> pa.Table:
     rows = []
     for n, line in enumerate(data.decode("utf-8").splitlines(), start=1):
         if not line.strip():
@@ -90,8 +91,24 @@ def _read_jsonl(data: bytes, uri: str) -> pa.Table:
         try:
             row = json.loads(line)
         except json.JSONDecodeError as exc:
-            raise InputError(f"manifest {uri} line {n} is not valid JSON: {exc}") from None
+            raise InputError(f"{what} {uri} line {n} is not valid JSON: {exc}") from None
         if not isinstance(row, dict):
-            raise InputError(f"manifest {uri} line {n} is not a JSON object")
+            raise InputError(f"{what} {uri} line {n} is not a JSON object")
         rows.append(row)
-    return pa.Table.from_pylist(rows)
+    # Keys may first appear on any line; a key whose values Arrow cannot put in one type
+    # (7 here, "alice" there) is kept as text rather than failing the whole file.
+    keys = list(dict.fromkeys(k for row in rows for k in row))
+    return pa.table({k: _column([row.get(k) for row in rows]) for k in keys})
+
+
+def _column(values: list) -> pa.Array:
+    try:
+        return pa.array(values)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError):
+        return pa.array(
+            [
+                None if v is None else json.dumps(v) if isinstance(v, list | dict) else str(v)
+                for v in values
+            ],
+            pa.string(),
+        )

@@ -75,6 +75,11 @@ def read_unit(
     unit: WorkUnit, spec: InputSpec, max_bytes: int, batch: int = 32, done: IdSet | None = None
 ) -> Iterator[pa.Table]:
     """Read one work unit into item tables of at most `batch` rows, skipping ids in `done`."""
+    if unit.format == "texts":
+        from pipeline.io.texts import read_texts
+
+        yield from read_texts(unit, spec, batch, done)
+        return
     reader = {"files": _read_files, "webdataset": _read_tar, "parquet": _read_parquet}[unit.format]
     rows = _Rows(batch, done or IdSet())
     for _ in reader(unit, spec, max_bytes, rows):

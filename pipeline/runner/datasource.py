@@ -11,7 +11,7 @@ import ray
 from ray.data.block import BlockMetadata
 from ray.data.datasource import Datasource, ReadTask
 
-from pipeline.columns import ITEM_SCHEMA
+from pipeline.columns import ITEM_SCHEMA, TEXT_ITEM_SCHEMA
 from pipeline.io.idset import IdSet
 from pipeline.io.listing import InputPlan, WorkUnit
 from pipeline.io.shards import read_unit
@@ -63,4 +63,5 @@ class AudioShardDatasource(Datasource):
             exec_stats=None,
             input_files=inputs,
         )
-        return ReadTask(read, meta, schema=ITEM_SCHEMA)
+        schema = TEXT_ITEM_SCHEMA if unit.format == "texts" else ITEM_SCHEMA
+        return ReadTask(read, meta, schema=schema)
