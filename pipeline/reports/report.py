@@ -56,6 +56,8 @@ def _tasks(t: pa.Table | None) -> dict:
             "insertions",
             "ref_chars",
             "char_edits",
+            "language",
+            "flags",
         ]
     ).to_pylist()
     by_task: dict[str, list[dict]] = defaultdict(list)
@@ -73,8 +75,32 @@ def _task_summary(items: list[dict]) -> dict:
         "items": len(items),
         "audio_hours": sum(r["duration_s"] or 0.0 for r in items) / 3600,
         **_scores(items),
+        **_languages_and_flags(items),
         "by_shard": {s: {"items": len(rs), **_scores(rs)} for s, rs in sorted(by_shard.items())},
     }
+
+
+def _languages_and_flags(items: list[dict]) -> dict:
+    """Language counts and likely-hallucination flag counts, for tasks that write them."""
+    out: dict = {}
+    languages: dict[str, int] = defaultdict(int)
+    for r in items:
+        if r["language"]:
+            languages[r["language"]] += 1
+    if languages:
+        out["languages"] = dict(sorted(languages.items(), key=lambda kv: (-kv[1], kv[0])))
+    checked = [r["flags"] for r in items if r["flags"] is not None]
+    if checked:
+        by_flag: dict[str, int] = defaultdict(int)
+        for flags in checked:
+            for flag in flags:
+                by_flag[flag] += 1
+        out["flags"] = {
+            "checked_items": len(checked),
+            "flagged_items": sum(1 for f in checked if f),
+            "by_flag": dict(sorted(by_flag.items())),
+        }
+    return out
 
 
 def _scores(items: list[dict]) -> dict:
@@ -95,17 +121,21 @@ def _scores(items: list[dict]) -> dict:
 
 def _errors(e: pa.Table | None) -> dict:
     if e is None:
-        return {"total": 0, "by_code": {}, "by_stage": {}, "examples": []}
-    rows = e.select(["stage", "error_code", "source_uri", "member", "error_message"]).to_pylist()
+        return {"total": 0, "by_code": {}, "by_stage": {}, "by_task": {}, "examples": []}
+    names = ["stage", "task", "error_code", "source_uri", "member", "error_message"]
+    rows = e.select(names).to_pylist()
     by_code: dict[str, int] = defaultdict(int)
     by_stage: dict[str, int] = defaultdict(int)
+    by_task: dict[str, int] = defaultdict(int)
     for r in rows:
         by_code[r["error_code"]] += 1
         by_stage[r["stage"]] += 1
+        by_task[r["task"] or "(all tasks)"] += 1
     return {
         "total": len(rows),
         "by_code": dict(sorted(by_code.items())),
         "by_stage": dict(sorted(by_stage.items())),
+        "by_task": dict(sorted(by_task.items())),
         "examples": rows[:10],
     }
 
@@ -142,8 +172,19 @@ def render_markdown(report: dict) -> str:
         lines.append(f"- items: {s['items']:,}, audio: {s['audio_hours']:.3f} h")
         lines.append(
             f"- corpus WER: {_pct(s['wer'])}, CER: {_pct(s['cer'])} over {s['scored_items']:,} items with references "
-            f"({s['word_edits']:,} edits / {s['ref_words']:,} reference words; normaliser: {', '.join(s['normalizer']) or 'n/a'})\n"
+            f"({s['word_edits']:,} edits / {s['ref_words']:,} reference words; normaliser: {', '.join(s['normalizer']) or 'n/a'})"
         )
+        if "languages" in s:
+            top = list(s["languages"].items())[:8]
+            lines.append("- languages: " + ", ".join(f"{k} {n:,}" for k, n in top))
+        if "flags" in s:
+            f = s["flags"]
+            detail = ", ".join(f"{k} {n:,}" for k, n in f["by_flag"].items()) or "none"
+            lines.append(
+                f"- likely hallucinations: {f['flagged_items']:,} of {f['checked_items']:,} "
+                f"items flagged ({detail})"
+            )
+        lines.append("")
         lines.append("| shard | items | WER | CER |\n|---|---:|---:|---:|")
         lines += [
             f"| {shard} | {v['items']:,} | {_pct(v['wer'])} | {_pct(v['cer'])} |"
@@ -153,6 +194,8 @@ def render_markdown(report: dict) -> str:
     e = report["errors"]
     lines.append(f"## Errors: {e['total']:,}\n")
     lines += [f"- `{code}`: {n:,}" for code, n in e["by_code"].items()]
+    if len(e.get("by_task", {})) > 1:
+        lines.append("- by task: " + ", ".join(f"{t} {n:,}" for t, n in e["by_task"].items()))
     if e["examples"]:
         lines.append("\n| stage | code | item | message |\n|---|---|---|---|")
         lines += [

@@ -66,3 +66,42 @@ def test_markdown_of_an_empty_output_still_renders():
         }
     )
     assert "Errors: 0" in md
+
+
+def test_languages_flags_and_errors_by_task_are_counted(tmp_path):
+    fs = pafs.LocalFileSystem()
+    rows = [_transcript(x, "s1", 1, 0, 0, 0, 1, 0) for x in "abcd"]
+    for row, lang, flags in zip(
+        rows,
+        ["en", "en", "de", None],
+        [[], ["repeated_ngrams"], ["repeated_ngrams", "too_long"], None],
+        strict=True,
+    ):
+        row.update(language=lang, flags=flags)
+    table = conform(pa.Table.from_pylist(rows, schema=TRANSCRIPTS), "transcripts")
+    write_parquet(
+        fs, partition_dir(str(tmp_path), "transcripts", "task", "w") + "/p.parquet", table
+    )
+    error = {
+        "item_id": "e",
+        "source_uri": "/c/e.wav",
+        "member": "",
+        "shard": "s1",
+        "task": "w",
+        "error_code": "model_failed",
+        "error_message": "boom",
+        "run_id": "r1",
+    }
+    errors = conform(pa.Table.from_pylist([error]), "errors")
+    write_parquet(fs, partition_dir(str(tmp_path), "errors", "stage", "w") + "/p.parquet", errors)
+    report = build_report(fs, str(tmp_path))
+    task = report["tasks"]["w"]
+    assert task["languages"] == {"en": 2, "de": 1}
+    assert task["flags"] == {
+        "checked_items": 3,
+        "flagged_items": 2,
+        "by_flag": {"repeated_ngrams": 2, "too_long": 1},
+    }
+    assert report["errors"]["by_task"] == {"w": 1}
+    md = render_markdown(report)
+    assert "languages: en 2, de 1" in md and "2 of 3 items flagged" in md
