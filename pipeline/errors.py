@@ -28,6 +28,7 @@ class ErrorCode(enum.StrEnum):
     SCORE_FAILED = "score_failed"  # scoring raised on this item
     INVALID_INPUT = "invalid_input"  # a text row is malformed (no id, bad speaker embedding)
     DUPLICATE_ID = "duplicate_id"  # a text id seen earlier in the same table
+    WRITE_FAILED = "write_failed"  # an output file (synthesized audio) could not be written
 
 
 @dataclass(frozen=True)

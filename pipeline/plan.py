@@ -55,6 +55,7 @@ class StagePlan:
     factory: StageFactory
     resources: Resources
     batch_size: int | None  # None: one upstream block per call (keeps writes small and frequent)
+    uses_audio: bool = True  # False: the decoded audio can be dropped before this stage
 
 
 @dataclass(frozen=True)
@@ -112,6 +113,7 @@ def build_plan(spec: JobSpec) -> Plan:
                 ),
                 Resources(num_cpus=0.5),
                 None,
+                uses_audio=False,
             )
         )
     tasks = [TaskInfo(t.task_name, t.kind, t.model, MODEL_STAGES[t.kind].table) for t in spec.tasks]

@@ -81,6 +81,46 @@ CLASSIFICATIONS = pa.schema(
     ]
 )
 
+SYNTHESES = pa.schema(
+    [
+        pa.field("item_id", pa.string(), nullable=False),
+        pa.field("source_uri", pa.string(), nullable=False),  # the text table
+        pa.field("member", pa.string(), nullable=False),
+        pa.field("shard", pa.string(), nullable=False),
+        pa.field("text_id", pa.string()),
+        pa.field("text", pa.string()),
+        pa.field("normalized_text", pa.string()),  # what was spoken (numbers spelled out)
+        pa.field("speaker", pa.string()),
+        pa.field("model", pa.string()),
+        pa.field("audio_uri", pa.string()),
+        pa.field("duration_s", pa.float64()),
+        pa.field("n_frames", pa.int32()),  # mel frames generated
+        pa.field("runaway", pa.bool_()),  # some piece hit the maximum length
+        pa.field("empty", pa.bool_()),  # no audio came out
+        # Signal metrics: speaking rate and silence, clipping and level.
+        pa.field("chars_per_s", pa.float64()),
+        pa.field("leading_silence_s", pa.float64()),
+        pa.field("trailing_silence_s", pa.float64()),
+        pa.field("silence_share", pa.float64()),
+        pa.field("clipping_share", pa.float64()),
+        pa.field("rms_dbfs", pa.float64()),
+        # Round trip: the named ASR task's transcript of this audio, scored against `text`.
+        pa.field("roundtrip_task", pa.string()),
+        pa.field("transcript", pa.string()),
+        pa.field("normalizer", pa.string()),
+        pa.field("ref_words", pa.int32()),
+        pa.field("substitutions", pa.int32()),
+        pa.field("deletions", pa.int32()),
+        pa.field("insertions", pa.int32()),
+        pa.field("wer", pa.float64()),
+        pa.field("ref_chars", pa.int32()),
+        pa.field("char_edits", pa.int32()),
+        pa.field("cer", pa.float64()),
+        pa.field("metadata", pa.string()),
+        pa.field("run_id", pa.string(), nullable=False),
+    ]
+)
+
 ERRORS = pa.schema(
     [
         pa.field("item_id", pa.string(), nullable=False),
@@ -126,6 +166,7 @@ RUNS = pa.schema(
 TABLES: dict[str, tuple[pa.Schema, str]] = {
     "transcripts": (TRANSCRIPTS, "task"),
     "classifications": (CLASSIFICATIONS, "task"),
+    "syntheses": (SYNTHESES, "task"),
     "errors": (ERRORS, "stage"),
     "runs": (RUNS, "job"),
 }

@@ -30,6 +30,7 @@ class TaskInfo:
     kind: str
     model: str
     table: str = "transcripts"
+    roundtrip: str | None = None  # syntheses: the ASR task whose transcript is copied in
 
 
 def split_batch(
@@ -82,9 +83,28 @@ def _add_errors(parts, rows: pa.Table, task: str | None, names, run_id: str) -> 
         parts.setdefault(("errors", stage), []).append(part)
 
 
+# Round trip: an ASR task's column -> the syntheses column it fills.
+_ROUNDTRIP = {"text": "transcript"} | {
+    f: f
+    for f in (
+        "normalizer",
+        "ref_words",
+        "substitutions",
+        "deletions",
+        "insertions",
+        "wer",
+        "ref_chars",
+        "char_edits",
+        "cer",
+    )
+}
+
+
 def _task_rows(good: pa.Table, task: TaskInfo, run_id: str) -> pa.Table:
     prefix = f"{task.name}__"
     table = _with_run(good, run_id)
+    if task.roundtrip:
+        table = _with_roundtrip(table, task)
     renamed = {c: c[len(prefix) :] for c in table.column_names if c.startswith(prefix)}
     errors = {*C.ERROR_COLUMNS, *(prefix + c for c in C.ERROR_COLUMNS)}
     keep = [c for c in table.column_names if ("__" not in c or c in renamed) and c not in errors]
@@ -96,6 +116,28 @@ def _task_rows(good: pa.Table, task: TaskInfo, run_id: str) -> pa.Table:
     for f in TABLES[task.table][0]:
         if f.name not in table.column_names:
             table = table.append_column(f.name, pa.nulls(table.num_rows, f.type))
+    return table
+
+
+def _with_roundtrip(table: pa.Table, task: TaskInfo) -> pa.Table:
+    """Copy the round-trip ASR task's transcript and scores in, under the synthesis prefix.
+
+    Where that task failed on the item, its columns are null here (its own error row says why).
+    """
+    asr = task.roundtrip or ""
+    code = C.task_column(asr, C.ERROR_CODE)
+    failed = pc.is_valid(table.column(code)) if code in table.column_names else None
+    table = table.append_column(
+        C.task_column(task.name, "roundtrip_task"), pa.array([asr] * table.num_rows, pa.string())
+    )
+    for source, target in _ROUNDTRIP.items():
+        name = C.task_column(asr, source)
+        if name not in table.column_names:
+            continue
+        values = table.column(name)
+        if failed is not None:
+            values = pc.if_else(failed, pa.nulls(table.num_rows, values.type), values)
+        table = table.append_column(C.task_column(task.name, target), values)
     return table
 
 

@@ -122,10 +122,10 @@ def _dataset(spec: JobSpec, plan: Plan, inputs, done: IdSet, progress):
         inputs, spec.input, max_bytes, spec.runtime.read_batch_items, ray.put(done)
     )
     ds = ray.data.read_datasource(source)
-    last_actor = _last_actor(plan)
+    last_user = [s for s in plan.stages if s.uses_audio][-1]
     for stage in plan.stages:
         ds = _apply(ds, stage, progress, has_gpu)
-        if stage is last_actor:  # audio is not needed past the models
+        if stage is last_user:  # audio is not needed past the models
             ds = ds.drop_columns([C.AUDIO])
     return ds
 
@@ -149,11 +149,6 @@ def _init_ray(runtime: RuntimeSpec) -> None:
         logging_level="WARNING",
         runtime_env={"env_vars": _WORKER_ENV},
     )
-
-
-def _last_actor(plan: Plan) -> StagePlan | None:
-    actors = [s for s in plan.stages if s.resources.actor]
-    return actors[-1] if actors else None
 
 
 class _ActorStage:

@@ -117,3 +117,41 @@ def test_write_parquet_leaves_no_temp_and_reads_back_partitioned(tmp_path):
     assert t.column("task").to_pylist() == ["ctc"]
     assert read_table(fs, str(tmp_path), "errors").column("stage").to_pylist() == ["decode"]
     assert read_table(fs, str(tmp_path), "runs") is None
+
+
+def test_syntheses_rows_carry_the_roundtrip_transcript_and_scores():
+    rows = pa.table(
+        {
+            "item_id": ["a", "b"],
+            "source_uri": ["/t.jsonl"] * 2,
+            "member": ["t1", "t2"],
+            "shard": ["t.jsonl"] * 2,
+            "text_id": ["t1", "t2"],
+            "text": ["hello", "world"],
+            "duration_s": [1.0, 2.0],
+            "error_stage": pa.nulls(2, pa.string()),
+            "error_code": pa.nulls(2, pa.string()),
+            "error_message": pa.nulls(2, pa.string()),
+            "tts__model": ["speecht5", "speecht5"],
+            "tts__audio_uri": ["/o/t1.flac", "/o/t2.flac"],
+            "asr__text": ["hello", "word"],
+            "asr__wer": [0.0, 1.0],
+            "asr__error_stage": [None, "score"],
+            "asr__error_code": [None, "score_failed"],
+            "asr__error_message": [None, "it raised"],
+        }
+    )
+    tasks = [
+        TaskInfo("tts", "synthesize", "speecht5", "syntheses", roundtrip="asr"),
+        TaskInfo("asr", "ctc", "w2v"),
+    ]
+    out = split_batch(rows, tasks, "run1")
+    syn = out[("syntheses", "tts")].to_pylist()
+    assert [(r["text_id"], r["audio_uri"], r["roundtrip_task"]) for r in syn] == [
+        ("t1", "/o/t1.flac", "asr"),
+        ("t2", "/o/t2.flac", "asr"),
+    ]
+    # Where the ASR task failed, its numbers are not copied (its error row says why).
+    assert [(r["transcript"], r["wer"]) for r in syn] == [("hello", 0.0), (None, None)]
+    assert out[("transcripts", "asr")].column("item_id").to_pylist() == ["a"]
+    assert out[("errors", "asr")].column("item_id").to_pylist() == ["b"]
