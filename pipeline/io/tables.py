@@ -107,7 +107,9 @@ def _task_rows(good: pa.Table, task: TaskInfo, run_id: str) -> pa.Table:
         table = _with_roundtrip(table, task)
     renamed = {c: c[len(prefix) :] for c in table.column_names if c.startswith(prefix)}
     errors = {*C.ERROR_COLUMNS, *(prefix + c for c in C.ERROR_COLUMNS)}
-    keep = [c for c in table.column_names if ("__" not in c or c in renamed) and c not in errors]
+    # A task's own column wins over an item column of the same name (e.g. `text`).
+    shadowed = errors | set(renamed.values())
+    keep = [c for c in table.column_names if c in renamed or ("__" not in c and c not in shadowed)]
     table = table.select(keep)
     table = table.rename_columns([renamed.get(c, c) for c in table.column_names])
     if "model" not in table.column_names:
