@@ -154,4 +154,4 @@ def test_syntheses_rows_carry_the_roundtrip_transcript_and_scores():
     # Where the ASR task failed, its numbers are not copied (its error row says why).
     assert [(r["transcript"], r["wer"]) for r in syn] == [("hello", 0.0), (None, None)]
     assert out[("transcripts", "asr")].column("item_id").to_pylist() == ["a"]
-    assert out[("errors", "asr")].column("item_id").to_pylist() == ["b"]
+    assert out[("errors", "score")].column("task").to_pylist() == ["asr"]
