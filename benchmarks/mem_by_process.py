@@ -3,9 +3,12 @@
     .venv/bin/python benchmarks/mem_by_process.py CORPUS_DIR MODEL_DIR [--interval 6]
 
 CORPUS_DIR holds audio files and manifest.jsonl (e.g. what bench_ctc_cpu.py built under
-/tmp/audiobatch-bench/corpus-3000); MODEL_DIR a CTC checkpoint folder. A process whose
-USS keeps rising through the run is what to look at; shared object-store pages only
-show in PSS.
+/tmp/audiobatch-bench/corpus-3000); MODEL_DIR a CTC checkpoint folder.
+
+Read `anon` (RssAnon: the process's own heap) to judge a leak. USS is misleading for
+Ray workers: the object store is shared memory, and its pages that only one process
+has mapped count as that process's "private" USS, so a model actor's USS rises as it
+touches more of the store (bounded by the store's size) while its heap stays flat.
 """
 
 from __future__ import annotations
@@ -31,6 +34,18 @@ def _kind(p: psutil.Process, me: int) -> str:
     return p.name()[:40]
 
 
+def _rss_anon(pid: int) -> int:
+    """Bytes of anonymous (heap) memory resident for `pid`, from /proc (0 if unknown)."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("RssAnon:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
 def _sample(me: int) -> collections.Counter:
     acc: collections.Counter = collections.Counter()
     for p in psutil.process_iter():
@@ -39,6 +54,7 @@ def _sample(me: int) -> collections.Counter:
                 info = p.memory_full_info()
                 acc[(_kind(p, me), "pss")] += info.pss
                 acc[(_kind(p, me), "uss")] += info.uss
+                acc[(_kind(p, me), "anon")] += _rss_anon(p.pid)
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             continue
     return acc
@@ -74,7 +90,9 @@ def main() -> None:
             acc = _sample(me)
             top = sorted({k for k, _ in acc}, key=lambda k: -acc[(k, "pss")])[:4]
             cells = ", ".join(
-                f"{k}: pss {acc[(k, 'pss')] >> 20} / uss {acc[(k, 'uss')] >> 20}" for k in top
+                f"{k}: pss {acc[(k, 'pss')] >> 20} / uss {acc[(k, 'uss')] >> 20} "
+                f"/ anon {acc[(k, 'anon')] >> 20}"
+                for k in top
             )
             total = sum(v for (_, m), v in acc.items() if m == "pss") >> 20
             print(f"t={time.monotonic() - t0:5.0f}s total pss {total} MiB | {cells}", flush=True)
