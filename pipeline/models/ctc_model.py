@@ -1,9 +1,10 @@
 """The CTC model adapter: one loaded checkpoint that turns a micro-batch of audio into
 per-frame token ids and probabilities, each item exactly as if it had run alone.
 
-The stage (`pipeline/stages/ctc.py`) owns batching, chunking and columns; this module
-owns the model and the tricks that make a padded batch give each item the logits it
-would get on its own:
+The stage (`pipeline/stages/ctc.py`) owns batching, chunking and columns and sees a
+model only through `CtcAdapter`. `CtcModel` here adapts wav2vec2-style checkpoints
+(M-CTC-T has its own, `pipeline/models/mctct/`) and owns the tricks that make a padded
+batch give each item the logits it would get on its own:
 
 - the feature extractor is asked for an attention mask, so it normalises every item
   over its own samples (without one it folds the padding into the statistics);
@@ -23,7 +24,7 @@ batched logits equal single-item logits up to float rounding (measured in the te
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -36,6 +37,36 @@ class FrameOutput:
 
     ids: np.ndarray  # int64 [frames]
     probs: np.ndarray  # float32 [frames]
+
+
+class CtcAdapter(Protocol):
+    """What the CTC stage needs from a loaded checkpoint, whatever its architecture.
+
+    `CtcModel` below (wav2vec2-style conv encoders on raw samples) and
+    `pipeline.models.mctct.MctctCtcModel` (MFSC frames, conv subsampler) implement it.
+    Logit frame `o` covers the audio from sample `o * samples_per_frame`.
+    """
+
+    name: str  # the model URI as given in the spec
+    tokenizer: Any  # decodes ids; `pad_token_id` is the CTC blank
+    sampling_rate: int
+    samples_per_frame: int  # input samples per logit frame
+    receptive_field: int  # fewest samples that give one logit frame
+
+    @property
+    def frame_duration(self) -> float: ...
+
+    def frames(self, samples: int) -> int: ...
+
+    def predict(self, audio: list[np.ndarray]) -> list[FrameOutput]: ...
+
+
+def greedy_frames(logits: torch.Tensor, frames: list[int]) -> list[FrameOutput]:
+    """Each item's argmax id and its softmax probability over its first `frames[i]` frames."""
+    ids = logits.argmax(dim=-1)
+    probs = logits.float().log_softmax(dim=-1).gather(-1, ids[..., None])[..., 0].exp()
+    ids_np, probs_np = ids.cpu().numpy(), probs.cpu().numpy()
+    return [FrameOutput(ids_np[i, :n], probs_np[i, :n]) for i, n in enumerate(frames)]
 
 
 class MaskedGroupNorm(nn.GroupNorm):
@@ -114,11 +145,7 @@ class CtcModel:
 
     def predict(self, audio: list[np.ndarray]) -> list[FrameOutput]:
         """Greedy frames (argmax id and its probability) for each item."""
-        logits, frames = self.logits(audio)
-        ids = logits.argmax(dim=-1)
-        probs = logits.float().log_softmax(dim=-1).gather(-1, ids[..., None])[..., 0].exp()
-        ids_np, probs_np = ids.cpu().numpy(), probs.cpu().numpy()
-        return [FrameOutput(ids_np[i, :n], probs_np[i, :n]) for i, n in enumerate(frames)]
+        return greedy_frames(*self.logits(audio))
 
     def logits(self, audio: list[np.ndarray]) -> tuple[torch.Tensor, list[int]]:
         """Padded logits [batch, frames, vocab] and each item's valid frame count.

@@ -6,7 +6,9 @@ A spec's `model` is one of:
   copied once per node into a local cache, then loaded like a local folder;
 - a Hugging Face hub id, handed to `from_pretrained` with its revision.
 
-All three then take the same `from_pretrained` path.
+All three then take the same `from_pretrained` path, except M-CTC-T checkpoints
+(`model_type: mctct`), which transformers 5 no longer knows: our own port
+(`pipeline/models/mctct/`) loads those.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import json
 import logging
 import os
 import re
@@ -30,7 +33,7 @@ from pipeline.spec import CtcTaskSpec, StorageOptions
 if TYPE_CHECKING:
     import torch
 
-    from pipeline.models.ctc_model import CtcModel
+    from pipeline.models.ctc_model import CtcAdapter
 
 log = logging.getLogger(__name__)
 
@@ -156,20 +159,42 @@ def pick_dtype(requested: str, device: str) -> torch.dtype:
     return getattr(torch, requested)
 
 
-def load_ctc(spec: CtcTaskSpec, storage: StorageOptions, device: str) -> CtcModel:
-    """Resolve and load `spec.model` as a `CtcModel` on `device` ("cpu", "cuda", "cuda:0")."""
+def load_ctc(spec: CtcTaskSpec, storage: StorageOptions, device: str) -> CtcAdapter:
+    """Resolve and load `spec.model` as a CTC adapter on `device` ("cpu", "cuda", "cuda:0")."""
     from pipeline.models.ctc_model import CtcModel
 
     source = resolve_model(spec.model, revision=spec.revision, storage=storage)
     local = Path(source).is_dir()
     dtype = pick_dtype(spec.dtype, device)
+    revision = None if local else spec.revision  # a revision means nothing to a local folder
+    if _model_type(source, revision) == "mctct":
+        from pipeline.models.mctct import load_mctct
+
+        mctct = load_mctct(spec.model, source, revision=revision, device=device, dtype=dtype)
+        _check_processor(spec, mctct.sampling_rate, mctct.tokenizer)
+        return mctct
     kwargs: dict = {"trust_remote_code": spec.trust_remote_code}
-    if spec.revision and not local:  # a revision means nothing to a local folder
-        kwargs["revision"] = spec.revision
+    if revision:
+        kwargs["revision"] = revision
     model = _load_model(spec.model, source, dtype, local, kwargs).to(device).eval()
     extractor, tokenizer = _load_processor(spec.model, source, kwargs)
-    _check_compatible(spec, model, extractor, tokenizer)
+    _check_architecture(spec, model)
+    _check_processor(spec, extractor.sampling_rate, tokenizer)
     return CtcModel(spec.model, model, extractor, tokenizer, device=device, dtype=dtype)
+
+
+def _model_type(source: str, revision: str | None) -> str | None:
+    """`model_type` from config.json, read without transformers (which may not know it)."""
+    try:
+        if Path(source).is_dir():
+            path = Path(source) / "config.json"
+        else:
+            from huggingface_hub import hf_hub_download
+
+            path = Path(hf_hub_download(source, "config.json", revision=revision))
+        return json.loads(path.read_text()).get("model_type")
+    except Exception:  # unreadable here: the from_pretrained path below reports why
+        return None
 
 
 def _load_model(name: str, source: str, dtype: torch.dtype, local: bool, kwargs: dict):
@@ -207,7 +232,7 @@ def _load_processor(name: str, source: str, kwargs: dict):
         ) from exc
 
 
-def _check_compatible(spec: CtcTaskSpec, model, extractor, tokenizer) -> None:
+def _check_architecture(spec: CtcTaskSpec, model) -> None:
     cfg = model.config
     if not (hasattr(cfg, "conv_kernel") and hasattr(cfg, "conv_stride")):
         raise ModelLoadError(
@@ -219,11 +244,14 @@ def _check_compatible(spec: CtcTaskSpec, model, extractor, tokenizer) -> None:
         raise ModelLoadError(
             f"model {spec.model!r}: CTC checkpoints with an adapter are not supported"
         )
+
+
+def _check_processor(spec: CtcTaskSpec, sampling_rate: int, tokenizer) -> None:
     rate = getattr(spec, "sample_rate", None)
-    if rate is not None and rate != extractor.sampling_rate:
+    if rate is not None and rate != sampling_rate:
         raise ModelLoadError(
-            f"model {spec.model!r} expects {extractor.sampling_rate} Hz audio but the task's "
-            f"sample_rate is {rate}; set sample_rate: {extractor.sampling_rate} in the task"
+            f"model {spec.model!r} expects {sampling_rate} Hz audio but the task's "
+            f"sample_rate is {rate}; set sample_rate: {sampling_rate} in the task"
         )
     if tokenizer.pad_token_id is None:
         raise ModelLoadError(

@@ -20,7 +20,7 @@ run of a non-blank id, word delimiters included), of that frame's softmax probab
 of its argmax token; null when the transcript is empty.
 
 Items shorter than the model's receptive field (400 samples, 25 ms, for wav2vec2-style
-encoders) make the reference pipeline raise ("Kernel size can't be greater than actual
+encoders and for M-CTC-T's first analysis window) make the reference pipeline raise ("Kernel size can't be greater than actual
 input size"); here they become MODEL_FAILED rows with that explanation. A micro-batch
 whose forward raises is retried item by item, so only the item that raises alone fails.
 """
@@ -37,7 +37,7 @@ import pyarrow as pa
 
 from pipeline.columns import AUDIO, SAMPLE_RATE, task_column
 from pipeline.errors import ErrorCode, RowError
-from pipeline.models.ctc_model import CtcModel, FrameOutput
+from pipeline.models.ctc_model import CtcAdapter, FrameOutput
 from pipeline.models.loading import load_ctc, pick_device
 from pipeline.spec import CtcTaskSpec, StorageOptions
 from pipeline.stages.base import Stage, StageOutput
@@ -130,14 +130,15 @@ def word_times(offsets: list[dict], starts: np.ndarray, ends: np.ndarray) -> lis
 
 
 class CtcStage(Stage):
-    """Greedy CTC transcription with any wav2vec2-style `AutoModelForCTC` checkpoint."""
+    """Greedy CTC transcription with any wav2vec2-style `AutoModelForCTC` checkpoint, or
+    M-CTC-T (`pipeline/models/mctct/`: 480 samples per frame, 400-sample minimum)."""
 
     def __init__(self, spec: CtcTaskSpec, storage: StorageOptions) -> None:
         self.spec = spec
         self.name = self.task = spec.task_name
         device = pick_device(spec.device)
         _configure_threads(device, spec.cpu_threads)
-        self.model: CtcModel = load_ctc(spec, storage, device)
+        self.model: CtcAdapter = load_ctc(spec, storage, device)
         rate, align = self.model.sampling_rate, self.model.samples_per_frame
         stride_s = (
             spec.stride_length_s if spec.stride_length_s is not None else spec.chunk_length_s / 6
