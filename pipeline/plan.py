@@ -34,6 +34,9 @@ MODEL_STAGES: dict[str, StageKind] = {
         "pipeline.stages.classify", "ClassifyStage", "classifications", scored=False
     ),
     "frames": StageKind("pipeline.stages.frames", "FramesStage", "classifications", scored=False),
+    "synthesize": StageKind(
+        "pipeline.stages.synthesize", "SynthesizeStage", "syntheses", scored=False
+    ),
 }
 
 
@@ -66,41 +69,19 @@ class Plan:
 
 
 def build_plan(spec: JobSpec) -> Plan:
-    """decode -> one model stage per task -> score (when any task produces text)."""
+    """decode -> one model stage per task -> score (when any task produces text).
+
+    A `texts` job has no decode: synthesize -> write its audio -> the ASR tasks, which
+    transcribe the synthesized audio -> score against the input text.
+    """
     rate = spec.tasks[0].sample_rate
-    stages = [
-        StagePlan(
-            "decode",
-            StageFactory(
-                "pipeline.stages.decode",
-                "DecodeStage",
-                {"limits": spec.decode, "target_rate": rate},
-            ),
-            Resources(num_cpus=1),
-            spec.runtime.decode_batch_size,
-        )
-    ]
+    synth = next((t for t in spec.tasks if t.kind == "synthesize"), None)
+    stages = _synthesis_stages(spec, synth) if synth else [_decode_stage(spec, rate)]
     scored = []
     for task in spec.tasks:
-        kind = MODEL_STAGES[task.kind]
-        if importlib.util.find_spec(kind.module) is None:
-            raise SpecError(f"task kind {task.kind!r} is not available in this version")
-        storage = task.storage or spec.input.storage
-        stages.append(
-            StagePlan(
-                task.task_name,
-                StageFactory(kind.module, kind.cls, {"spec": task, "storage": storage}),
-                Resources(
-                    num_cpus=task.num_cpus,
-                    # A task pinned to the CPU must not hold a GPU it will not use.
-                    num_gpus=0 if task.device == "cpu" else task.num_gpus,
-                    actor=True,
-                    max_actors=task.actors,
-                ),
-                task.batch_size,
-            )
-        )
-        if kind.scored:
+        if task is not synth:
+            stages.append(_model_stage(spec, task))
+        if MODEL_STAGES[task.kind].scored:
             scored.append(task.task_name)
     if scored:
         stages.append(
@@ -116,5 +97,69 @@ def build_plan(spec: JobSpec) -> Plan:
                 uses_audio=False,
             )
         )
-    tasks = [TaskInfo(t.task_name, t.kind, t.model, MODEL_STAGES[t.kind].table) for t in spec.tasks]
+    tasks = [
+        TaskInfo(
+            t.task_name,
+            t.kind,
+            t.model,
+            MODEL_STAGES[t.kind].table,
+            roundtrip=getattr(t, "roundtrip_task", None),
+        )
+        for t in spec.tasks
+    ]
     return Plan(stages, tasks, rate)
+
+
+def _decode_stage(spec: JobSpec, rate: int) -> StagePlan:
+    return StagePlan(
+        "decode",
+        StageFactory(
+            "pipeline.stages.decode",
+            "DecodeStage",
+            {"limits": spec.decode, "target_rate": rate},
+        ),
+        Resources(num_cpus=1),
+        spec.runtime.decode_batch_size,
+    )
+
+
+def _model_stage(spec: JobSpec, task) -> StagePlan:
+    kind = MODEL_STAGES[task.kind]
+    if importlib.util.find_spec(kind.module) is None:
+        raise SpecError(f"task kind {task.kind!r} is not available in this version")
+    storage = task.storage or spec.input.storage
+    return StagePlan(
+        task.task_name,
+        StageFactory(kind.module, kind.cls, {"spec": task, "storage": storage}),
+        Resources(
+            num_cpus=task.num_cpus,
+            # A task pinned to the CPU must not hold a GPU it will not use.
+            num_gpus=0 if task.device == "cpu" else task.num_gpus,
+            actor=True,
+            max_actors=task.actors,
+        ),
+        task.batch_size,
+    )
+
+
+def _synthesis_stages(spec: JobSpec, synth) -> list[StagePlan]:
+    """The synthesis actor pool, then CPU tasks writing its audio under stable keys."""
+    from pipeline.io.storage import join
+
+    root = synth.audio_uri or join(spec.output.uri, "audio", synth.task_name)
+    write = StagePlan(
+        f"{synth.task_name}_write",
+        StageFactory(
+            "pipeline.stages.audio_write",
+            "AudioWriteStage",
+            {
+                "task": synth.task_name,
+                "root": root,
+                "storage": spec.output.storage,
+                "fmt": synth.audio_format,
+            },
+        ),
+        Resources(num_cpus=0.5),
+        None,
+    )
+    return [_model_stage(spec, synth), write]

@@ -178,11 +178,16 @@ class WhisperTaskSpec(_TaskBase):
         256, ge=1, description="Rows handed to one actor call (they are sorted and micro-batched)"
     )
     micro_batch: int = Field(
-        64, ge=1, description="Items per generate call (short-form) or per long-form step"
+        64,
+        ge=1,
+        description="Items per generate call (short-form), or windows of different items per "
+        "long-form step. Decoding is launch-bound on a GPU: larger is faster while memory "
+        "lasts (256 for large-v3-turbo on an 80+ GB GPU)",
     )
     language: str | None = Field(
         None,
-        description="Fixed language code (e.g. en); None detects it per item and writes its probability",
+        description="Fixed language (a code like en, a name like english, or <|en|>); None "
+        "detects it per item, on its first 30 s, and writes its probability",
     )
     task: Literal["transcribe", "translate"] = Field("transcribe", description="Whisper task")
     timestamps: Literal["none", "segment", "word"] = Field(
@@ -196,22 +201,46 @@ class WhisperTaskSpec(_TaskBase):
     )
     temperatures: tuple[float, ...] = Field(
         (0.0,),
-        description="Temperature fallback schedule, e.g. [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]; "
-        "the next one is tried when a threshold below fails",
+        min_length=1,
+        description="Temperature fallback schedule, e.g. [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]; a "
+        "window is decoded again at the next one while a threshold below fails (OpenAI's rule)",
     )
     compression_ratio_threshold: float | None = Field(
         2.4,
         gt=0,
-        description="Fallback / hallucination flag when gzip compression ratio exceeds it",
+        description="Fallback when a window's text compresses better than this (zlib ratio of "
+        "its UTF-8 bytes, OpenAI's measure); also the item's high_compression flag",
     )
     logprob_threshold: float | None = Field(
-        -1.0, description="Fallback when the average token log-probability is below it"
+        -1.0,
+        description="Fallback when a window's average token log-probability is below it; a "
+        "window is silence only when its log-probability is not above it",
     )
     no_speech_threshold: float | None = Field(
-        0.6, ge=0, le=1, description="A window is silence when no-speech probability exceeds it"
+        0.6,
+        ge=0,
+        le=1,
+        description="A window is silence (its text dropped) when its no-speech probability "
+        "exceeds this and its log-probability is not above logprob_threshold; also the "
+        "no_speech_text flag",
     )
-    prompt: str | None = Field(None, description="Initial prompt text (previous-context tokens)")
-    seed: int = Field(0, description="Seed for sampling at temperatures above 0")
+    prompt: str | None = Field(
+        None,
+        description="Text given to every 30 s window as previous context (<|startofprev|>), "
+        "e.g. names and spellings to prefer",
+    )
+    seed: int = Field(
+        0,
+        description="Seed for sampling at temperatures above 0; with each item's own samples, "
+        "so an item samples the same tokens in any batch",
+    )
+
+    @field_validator("temperatures")
+    @classmethod
+    def _check_temperatures(cls, v: tuple[float, ...]) -> tuple[float, ...]:
+        if any(t < 0 for t in v):
+            raise ValueError("temperatures must be 0 (greedy or beam search) or above (sampling)")
+        return v
 
 
 class ClassifyTaskSpec(_TaskBase):
@@ -229,13 +258,35 @@ class ClassifyTaskSpec(_TaskBase):
     window_s: float | None = Field(
         None,
         gt=0,
-        description="Window length for long items; default: the model's own (10.24 s for AST)",
+        description="Window length for long items; default: the model's own (AST: its "
+        "max_length of 1024 fbank frames, 10.255 s at 16 kHz), else 30 s. Items up to one "
+        "window are classified whole; AST cannot take a longer window",
     )
     window_overlap_s: float = Field(
-        0.0, ge=0, description="Overlap between consecutive windows of a long item"
+        0.0,
+        ge=0,
+        description="Overlap between consecutive windows of a long item; the last window "
+        "always ends at the item's end, so it may overlap more",
     )
-    pooling: Literal["mean", "max"] = Field("mean", description="How window scores are pooled")
-    keep_windows: bool = Field(False, description="Also write each window's top labels")
+    pooling: Literal["mean", "max"] = Field(
+        "mean", description="How the windows' scores (after the activation) are pooled per label"
+    )
+    keep_windows: bool = Field(
+        False, description="Also write each window's start, end and top labels"
+    )
+    batch_seconds: float | None = Field(
+        None,
+        gt=0,
+        description="Micro-batch budget: padded audio seconds per forward pass (an AST window "
+        "always counts as its full length); default 40 on CPU (small batches stay in cache), "
+        "1312 on a GPU (128 AST windows)",
+    )
+
+    @model_validator(mode="after")
+    def _check_window(self) -> ClassifyTaskSpec:
+        if self.window_s is not None and self.window_overlap_s >= self.window_s:
+            raise ValueError("window_overlap_s must be less than window_s")
+        return self
 
 
 class FramesTaskSpec(_TaskBase):
@@ -252,16 +303,36 @@ class FramesTaskSpec(_TaskBase):
         None, description="Only segment these labels (default: all of the model's labels)"
     )
     smoothing_frames: int = Field(
-        1, ge=1, description="Median filter width over frame probabilities (1: none)"
+        1,
+        ge=1,
+        description="Width of a centred running median over frame probabilities, odd (1: none)",
     )
-    min_segment_s: float = Field(0.0, ge=0, description="Drop segments shorter than this")
+    min_segment_s: float = Field(
+        0.0, ge=0, description="Drop segments shorter than this (after merging)"
+    )
     merge_gap_s: float = Field(
         0.0, ge=0, description="Join segments of one label separated by less than this"
     )
     window_s: float = Field(30.0, gt=0, description="Long audio is processed in windows this long")
     window_overlap_s: float = Field(
-        2.0, ge=0, description="Overlap between windows; each side keeps half of it"
+        2.0,
+        ge=0,
+        description="Overlap between windows; each side keeps half of it (at least one frame, "
+        "whatever is set, so every frame is computed)",
     )
+    batch_seconds: float | None = Field(
+        None,
+        gt=0,
+        description="Micro-batch budget: padded audio seconds per forward pass; default 40 on "
+        "CPU, 1312 on a GPU",
+    )
+
+    @field_validator("smoothing_frames")
+    @classmethod
+    def _check_smoothing(cls, v: int) -> int:
+        if v % 2 == 0:
+            raise ValueError("must be odd, so the median filter stays centred on its frame")
+        return v
 
     @model_validator(mode="after")
     def _check_window(self) -> FramesTaskSpec:
@@ -270,8 +341,85 @@ class FramesTaskSpec(_TaskBase):
         return self
 
 
+class SynthesizeTaskSpec(_TaskBase):
+    """Text to speech with SpeechT5 (SpeechT5ForTextToSpeech + SpeechT5HifiGan)."""
+
+    kind: Literal["synthesize"] = "synthesize"
+    vocoder: str = Field(
+        "microsoft/speecht5_hifigan",
+        description="HiFi-GAN vocoder: hub id, local folder or object-storage prefix",
+    )
+    speaker_embeddings: str | None = Field(
+        None,
+        description="A .npy file ([512] or [speakers, 512]) or a JSONL/CSV/Parquet table of "
+        "speaker ids and 512-dim x-vectors, for rows that name a speaker or give none",
+    )
+    speaker: str | None = Field(
+        None,
+        description="Default speaker for rows without one: an id in `speaker_embeddings` (a row "
+        "index for a 2-D .npy); unset: its only row, or a neutral all-zero embedding without a file",
+    )
+    language: str = Field(
+        "en", description="Language of the texts; numbers and symbols are spelled out for 'en' only"
+    )
+    stop_threshold: float = Field(
+        0.5,
+        gt=0,
+        description="A piece ends when its summed stop probabilities reach this (per decoder step)",
+    )
+    minlenratio: float = Field(
+        0.0, ge=0, description="Minimum decoder steps per input token (x reduction factor 2)"
+    )
+    maxlenratio: float = Field(
+        20.0,
+        gt=0,
+        description="Maximum decoder steps per input token (x reduction factor 2); a piece that "
+        "reaches it without stopping is flagged as a runaway",
+    )
+    max_chars: int = Field(
+        250,
+        ge=20,
+        le=400,
+        description="Texts longer than this are split at sentence ends (then commas, spaces) "
+        "into pieces of at most this many characters, synthesized apart and joined",
+    )
+    pause_s: float = Field(
+        0.2, ge=0, le=5, description="Silence inserted between the pieces of one text"
+    )
+    seed: int = Field(
+        0,
+        ge=0,
+        description="Seed of the decoder prenet's dropout; with the text id it fixes each "
+        "item's audio whatever else is in its batch",
+    )
+    audio_format: Literal["flac", "wav"] = Field(
+        "flac", description="Container of the written audio files (16-bit PCM)"
+    )
+    batch_size: int = Field(
+        256,
+        ge=1,
+        description="Rows handed to one actor call (their pieces are sorted and micro-batched)",
+    )
+    roundtrip_task: str | None = Field(
+        None,
+        description="Name of an ASR task (ctc or whisper) in this job that transcribes the "
+        "synthesized audio; its transcript and WER/CER against the input text go into `syntheses`",
+    )
+    audio_uri: str | None = Field(
+        None,
+        description="Folder or object-storage prefix for the audio files; default "
+        "`<output.uri>/audio/<task>`. Keys come from the text id, so a re-run overwrites",
+    )
+    batch_pieces: int = Field(
+        256,
+        ge=1,
+        description="Sentence pieces decoded together in one micro-batch (a GPU needs hundreds: "
+        "decoding is launch-bound)",
+    )
+
+
 TaskSpec = Annotated[
-    CtcTaskSpec | WhisperTaskSpec | ClassifyTaskSpec | FramesTaskSpec,
+    CtcTaskSpec | WhisperTaskSpec | ClassifyTaskSpec | FramesTaskSpec | SynthesizeTaskSpec,
     Field(discriminator="kind"),
 ]
 
@@ -324,11 +472,22 @@ class JobSpec(_Model):
                 f"task names must be unique; give each task a `name` (duplicated: {', '.join(dupes)})"
             )
         kinds = [t.kind for t in self.tasks]
-        if (self.input.format == "texts") != ("synthesize" in kinds):
+        if (self.input.format == "texts") != ("synthesize" in kinds) or kinds.count(
+            "synthesize"
+        ) > 1:
             raise ValueError(
                 "input.format: texts goes with one `kind: synthesize` task (texts in, audio out), "
                 "and a synthesize task needs input.format: texts"
             )
+        asr = {t.task_name for t in self.tasks if t.kind in ("ctc", "whisper")}
+        for t in self.tasks:
+            if t.kind == "synthesize" and t.roundtrip_task and t.roundtrip_task not in asr:
+                raise ValueError(
+                    f"task {t.task_name}: roundtrip_task {t.roundtrip_task!r} must name a ctc or "
+                    f"whisper task of this job (have: {', '.join(sorted(asr)) or 'none'})"
+                )
+            if t.kind in ("classify", "frames") and self.input.format == "texts":
+                raise ValueError(f"task {t.task_name}: a {t.kind} task needs audio input")
         rates = sorted({t.sample_rate for t in self.tasks})
         if len(rates) > 1:
             raise ValueError(

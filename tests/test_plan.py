@@ -1,3 +1,6 @@
+import pytest
+
+from pipeline.errors import SpecError
 from pipeline.plan import build_plan
 from pipeline.spec import parse_spec
 
@@ -33,3 +36,44 @@ def test_a_cpu_pinned_task_holds_no_gpu():
 def test_stage_factory_builds_the_stage_lazily():
     decode = build_plan(_spec()).stages[0].factory()
     assert decode.name == "decode" and "audio_bytes" in decode.reads()
+
+
+def test_a_texts_job_synthesizes_writes_audio_then_transcribes():
+    spec = parse_spec(
+        {
+            "name": "tts",
+            "input": {"uri": "/texts", "format": "texts"},
+            "tasks": [
+                {"kind": "synthesize", "model": "t", "vocoder": "v", "roundtrip_task": "asr"},
+                {"kind": "ctc", "name": "asr", "model": "m"},
+            ],
+            "output": {"uri": "s3://b/out"},
+        }
+    )
+    plan = build_plan(spec)
+    assert [s.name for s in plan.stages] == ["synthesize", "synthesize_write", "asr", "score"]
+    assert [s.resources.actor for s in plan.stages] == [True, False, True, False]
+    assert plan.stages[1].factory.kwargs["root"] == "s3://b/out/audio/synthesize"
+    assert plan.stages[-1].factory.kwargs["tasks"] == ["asr"]
+    synth = plan.tasks[0]
+    assert (synth.table, synth.roundtrip) == ("syntheses", "asr")
+
+
+def test_texts_and_synthesize_go_together():
+    base = {"name": "x", "output": {"uri": "/o"}}
+    with pytest.raises(SpecError, match="texts"):
+        parse_spec(
+            {
+                **base,
+                "input": {"uri": "/t", "format": "texts"},
+                "tasks": [{"kind": "ctc", "model": "m"}],
+            }
+        )
+    with pytest.raises(SpecError, match="roundtrip_task 'nope'"):
+        parse_spec(
+            {
+                **base,
+                "input": {"uri": "/t", "format": "texts"},
+                "tasks": [{"kind": "synthesize", "model": "t", "roundtrip_task": "nope"}],
+            }
+        )

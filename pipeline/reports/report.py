@@ -18,12 +18,19 @@ from pipeline.io.tables import read_table
 
 def build_report(fs: pafs.FileSystem, root: str) -> dict:
     """Summarise the output tables under `root` into a JSON-able dict."""
+    from pipeline.reports.labels import label_distribution
+    from pipeline.reports.syntheses import synthesis_summary
+
     transcripts = read_table(fs, root, "transcripts")
+    classifications = read_table(fs, root, "classifications")
+    syntheses = read_table(fs, root, "syntheses")
     errors = read_table(fs, root, "errors")
     runs = read_table(fs, root, "runs")
     return {
         "output": root,
         "tasks": _tasks(transcripts),
+        "classifications": label_distribution(classifications) if classifications else {},
+        "syntheses": synthesis_summary(syntheses) if syntheses else {},
         "errors": _errors(errors),
         "runs": _runs(runs),
     }
@@ -191,6 +198,8 @@ def render_markdown(report: dict) -> str:
             for shard, v in s["by_shard"].items()
         ]
         lines.append("")
+    lines += _classification_lines(report.get("classifications", {}))
+    lines += _synthesis_lines(report.get("syntheses", {}))
     e = report["errors"]
     lines.append(f"## Errors: {e['total']:,}\n")
     lines += [f"- `{code}`: {n:,}" for code, n in e["by_code"].items()]
@@ -216,6 +225,63 @@ def render_markdown(report: dict) -> str:
             f"| {r['run_id']} | {r['status']} | {r['items']:,} | {r['items_failed']:,} | {r['audio_s'] / 3600:.3f} | {r['wall_s']:.1f} | {rtf} | {stages} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def _classification_lines(tasks: dict) -> list[str]:
+    lines = []
+    for task, s in tasks.items():
+        lines.append(f"## Task `{task}`: {s['items']:,} items, {s['audio_s'] / 3600:.3f} h\n")
+        if s.get("labels"):
+            lines.append("| label | items | ranked first | mean score |\n|---|---:|---:|---:|")
+            lines += [
+                f"| {x['label']} | {x['items']:,} | {x['first']:,} | {x['mean_score']:.3f} |"
+                for x in s["labels"]
+            ]
+        if s.get("segments"):
+            lines.append(
+                "| label | segments | seconds | share of audio | mean score |\n"
+                "|---|---:|---:|---:|---:|"
+            )
+            lines += [
+                f"| {x['label']} | {x['segments']:,} | {x['seconds']:.1f} | "
+                f"{_pct(x['share_of_audio'])} | {x['mean_score'] or 0:.3f} |"
+                for x in s["segments"]
+            ]
+        lines.append("")
+    return lines
+
+
+def _synthesis_lines(tasks: dict) -> list[str]:
+    lines = []
+    for task, s in tasks.items():
+        rt = s["roundtrip"]
+        lines.append(f"## Synthesis `{task}` ({', '.join(s['model'])})\n")
+        lines.append(
+            f"- items: {s['items']:,}, audio: {s['audio_hours']:.3f} h, runaway: {s['runaway']:,}, "
+            f"empty: {s['empty']:,}"
+        )
+        if rt["task"]:
+            lines.append(
+                f"- round trip through `{rt['task']}`: WER {_pct(rt['wer'])}, CER {_pct(rt['cer'])} "
+                f"over {rt['scored_items']:,} items ({rt['word_edits']:,} edits / "
+                f"{rt['ref_words']:,} words; normaliser: {', '.join(rt['normalizer']) or 'n/a'})"
+            )
+        for name, st in s["signal"].items():
+            if st:
+                lines.append(
+                    f"- {name}: mean {st['mean']:.3f}, median {st['median']:.3f}, max {st['max']:.3f}"
+                )
+        if s["worst"]:
+            lines.append(
+                "\n| text id | WER | runaway | empty | text | transcript |\n|---|---:|---|---|---|---|"
+            )
+            lines += [
+                f"| {w['text_id']} | {_pct(w['wer'])} | {w['runaway']} | {w['empty']} | "
+                f"{(w['text'] or '')[:60]} | {(w['transcript'] or '')[:60]} |"
+                for w in s["worst"]
+            ]
+        lines.append("")
+    return lines
 
 
 def _pct(x: float | None) -> str:

@@ -59,6 +59,7 @@ def run_job(spec: JobSpec, *, out: Callable[[str], None] = print) -> RunResult:
     status, counters, message = "succeeded", Counters(), "nothing to do"
     if inputs.units:
         _init_ray(spec.runtime)
+        _check_fits(plan, ray.cluster_resources())
         status, counters, message = _execute(
             spec, plan, inputs, done, run_id, out_fs, out_root, out
         )
@@ -113,6 +114,25 @@ def _execute(spec: JobSpec, plan: Plan, inputs, done: IdSet, run_id, out_fs, out
         ray.kill(progress)
         ctx.checkpoint_config = None
     return status, counters, message
+
+
+def _check_fits(plan: Plan, resources: dict) -> None:
+    """Refuse a plan whose actor pools leave no CPU for the read, decode and write tasks.
+
+    Each actor pool holds its CPUs for the whole run; if they take every CPU, the task
+    stages never get scheduled and Ray waits forever instead of failing."""
+    cpus = resources.get("CPU", 0)
+    actors = sum(s.resources.num_cpus for s in plan.stages if s.resources.actor)
+    tasks = max([1.0] + [s.resources.num_cpus for s in plan.stages if not s.resources.actor])
+    if actors + tasks > cpus:
+        pools = ", ".join(
+            f"{s.name} {s.resources.num_cpus:g}" for s in plan.stages if s.resources.actor
+        )
+        raise RunFailed(
+            f"the model actors hold {actors:g} CPUs ({pools}) and the read/decode/write tasks "
+            f"need at least {tasks:g} more, but the cluster has {cpus:g}: lower `num_cpus` of "
+            "the tasks (e.g. 0.5; `cpu_threads` still sets their torch threads) or add CPUs"
+        )
 
 
 def _dataset(spec: JobSpec, plan: Plan, inputs, done: IdSet, progress):

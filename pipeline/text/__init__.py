@@ -1,0 +1,1 @@
+"""Text preparation for speech synthesis (normalising written text into speakable words)."""
