@@ -94,3 +94,9 @@ def test_schema_files_match_the_code():
 @pytest.mark.parametrize("job", sorted((ROOT / "jobs").glob("*.yaml")), ids=lambda p: p.name)
 def test_shipped_job_specs_validate(job):
     assert load_spec(job).tasks
+
+
+@pytest.mark.parametrize("path", sorted((Path(__file__).parent.parent / "jobs").glob("*.yaml")))
+def test_every_shipped_job_spec_is_valid(path):
+    spec = load_spec(path)
+    assert spec.tasks and spec.output.uri
