@@ -177,11 +177,12 @@ class WhisperTaskSpec(_TaskBase):
     batch_size: int = Field(
         256, ge=1, description="Rows handed to one actor call (they are sorted and micro-batched)"
     )
-    micro_batch: int = Field(
-        64,
+    micro_batch: int | None = Field(
+        None,
         ge=1,
         description="Items per generate call (short-form), or windows of different items per "
-        "long-form step. Decoding is launch-bound on a GPU: larger is faster while memory "
+        "long-form step; default 16 on CPU (a batch decodes until its longest transcript "
+        "ends), 64 on a GPU. Decoding is launch-bound on a GPU: larger is faster while memory "
         "lasts (256 for large-v3-turbo on an 80+ GB GPU)",
     )
     language: str | None = Field(
