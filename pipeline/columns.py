@@ -8,6 +8,7 @@ onto the output table schemas in `pipeline/schemas.py`.
 
 from __future__ import annotations
 
+import numpy as np
 import pyarrow as pa
 
 ITEM_ID = "item_id"
@@ -83,3 +84,16 @@ def audio_seconds(table: pa.Table) -> float:
     import pyarrow.compute as pc
 
     return float(pc.sum(table.column(DURATION_S)).as_py() or 0.0)
+
+
+def audio_arrays(column) -> tuple[list, np.ndarray, np.ndarray]:
+    """Per-row float32 views of a list<float32> column (None for a null row), the one
+    contiguous buffer they view, and each row's offsets into it (no copy of the samples
+    when the column is already float32 in one chunk)."""
+    arr = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    offsets = arr.offsets.to_numpy()
+    values = arr.values.to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
+    valid = arr.is_valid().to_numpy(zero_copy_only=False)
+    rows = [values[offsets[i] : offsets[i + 1]] if valid[i] else None for i in range(len(arr))]
+    first, last = (offsets[0], offsets[-1]) if len(arr) else (0, 0)
+    return rows, values[first:last], offsets - first

@@ -150,6 +150,29 @@ def pick_device(requested: str) -> str:
     return requested
 
 
+def configure_threads(device: str, cpu_threads: int | None = None) -> None:
+    """Use the CPUs this process may run on, unless the spec or the launcher (Ray) chose.
+
+    Every model stage calls this once, before its first forward."""
+    # oneDNN caches one conv primitive per input shape (default 1,024 of them); with
+    # length-sorted batches nearly every batch is a new shape, and a CPU actor grew by
+    # ~20 MiB a batch (benchmarks/RESULTS.md). 16 entries kept speed and bounded memory.
+    # Read when oneDNN first runs, so this must precede the first forward.
+    os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "16")
+    import torch
+
+    if device == "cpu" and cpu_threads:
+        torch.set_num_threads(cpu_threads)
+        return
+    if os.environ.get("OMP_NUM_THREADS"):  # Ray sets it from the actor's num_cpus
+        return
+    available = (
+        len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    )
+    # On a GPU the CPU only prepares inputs; leave cores for decode tasks on the node.
+    torch.set_num_threads(available if device == "cpu" else min(available, 4))
+
+
 def pick_dtype(requested: str, device: str) -> torch.dtype:
     """`auto` -> float32 on CPU, bfloat16 on CUDA."""
     import torch

@@ -90,7 +90,10 @@ class Stage(ABC):
             batch = _ensure_error_columns(batch, t)
         healthy = healthy_mask(batch, self.task)
         idx = np.flatnonzero(healthy)
-        out = self.process(batch.take(pa.array(idx, pa.int64()))) if len(idx) else StageOutput()
+        # `take` copies every column (audio included: 0.65 s for 256 x 30 s); skip it in
+        # the usual case of a batch with no failed rows.
+        rows = batch if len(idx) == n else batch.take(pa.array(idx, pa.int64()))
+        out = self.process(rows) if len(idx) else StageOutput()
 
         # Map every row of the batch to its position among the healthy rows (null if
         # it was already errored), so `take` scatters the stage's values back.
@@ -112,7 +115,10 @@ class Stage(ABC):
                     f"stage {self.name} returned {len(arr)} values for {fld.name}, "
                     f"expected {len(idx)}: a stage must return one value per row"
                 )
-            full = arr.take(mapping) if len(idx) else pa.nulls(n, fld.type)
+            if len(idx) == n:
+                full = arr
+            else:
+                full = arr.take(mapping) if len(idx) else pa.nulls(n, fld.type)
             batch = _set_column(batch, fld.name, full.cast(fld.type))
 
         scoped = {self.task: out.errors, **out.task_errors}

@@ -33,14 +33,13 @@ import numpy as np
 import pyarrow as pa
 import torch
 
-from pipeline.columns import AUDIO, SAMPLE_RATE, task_column
+from pipeline.columns import AUDIO, SAMPLE_RATE, audio_arrays, task_column
 from pipeline.errors import ErrorCode, ModelLoadError, RowError
 from pipeline.models.classifier import ClassifierBase, load_classifier
-from pipeline.models.loading import pick_device
+from pipeline.models.loading import configure_threads, pick_device
 from pipeline.schemas import LABEL_SCORE, LABELLED_SEGMENT, WINDOW
 from pipeline.spec import ClassifyTaskSpec, StorageOptions
 from pipeline.stages.base import Stage, StageOutput
-from pipeline.stages.ctc import _configure_threads, _row_arrays
 from pipeline.stages.windows import Window, batch_budget, plan_windows, pool, run_windows
 
 DEFAULT_WINDOW_S = 30.0  # for models without a window of their own
@@ -84,7 +83,7 @@ class ClassifyStage(Stage):
         self.spec = spec
         self.name = self.task = spec.task_name
         device = pick_device(spec.device)
-        _configure_threads(device, spec.cpu_threads)
+        configure_threads(device, spec.cpu_threads)
         self.model = load_classifier(spec, storage, device)
         rate = self.model.sampling_rate
         self.window = self._window_samples(rate)
@@ -119,7 +118,7 @@ class ClassifyStage(Stage):
         return output_schema(self.name)
 
     def process(self, rows: pa.Table) -> StageOutput:
-        audio = _row_arrays(rows.column(AUDIO))
+        audio = audio_arrays(rows.column(AUDIO))[0]
         rates = rows.column(SAMPLE_RATE).to_pylist()
         errors = {
             i: e

@@ -28,17 +28,16 @@ whose forward raises is retried item by item, so only the item that raises alone
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
 
-from pipeline.columns import AUDIO, SAMPLE_RATE, task_column
+from pipeline.columns import AUDIO, SAMPLE_RATE, audio_arrays, task_column
 from pipeline.errors import ErrorCode, RowError
 from pipeline.models.ctc_model import CtcAdapter, FrameOutput
-from pipeline.models.loading import load_ctc, pick_device
+from pipeline.models.loading import configure_threads, load_ctc, pick_device
 from pipeline.spec import CtcTaskSpec, StorageOptions
 from pipeline.stages.base import Stage, StageOutput
 
@@ -137,7 +136,7 @@ class CtcStage(Stage):
         self.spec = spec
         self.name = self.task = spec.task_name
         device = pick_device(spec.device)
-        _configure_threads(device, spec.cpu_threads)
+        configure_threads(device, spec.cpu_threads)
         self.model: CtcAdapter = load_ctc(spec, storage, device)
         rate, align = self.model.sampling_rate, self.model.samples_per_frame
         stride_s = (
@@ -161,7 +160,7 @@ class CtcStage(Stage):
         return pa.schema([pa.field(task_column(self.name, f), t) for f, t in types.items()])
 
     def process(self, rows: pa.Table) -> StageOutput:
-        audio = _row_arrays(rows.column(AUDIO))
+        audio = audio_arrays(rows.column(AUDIO))[0]
         rates = rows.column(SAMPLE_RATE).to_pylist()
         errors = {i: e for i, e in enumerate(map(self._check, audio, rates)) if e is not None}
         chunks = [c for i, x in enumerate(audio) if i not in errors for c in self._chunks(i, x)]
@@ -259,33 +258,3 @@ class CtcStage(Stage):
         rate = m.sampling_rate
         words = word_times(decoded.word_offsets, first / rate, last / rate)
         return {**result, "text": decoded.text, "words": words}
-
-
-def _row_arrays(column: pa.ChunkedArray) -> list[np.ndarray | None]:
-    """Per-row float32 views of a list<float32> column (None for a null row)."""
-    arr = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
-    offsets = arr.offsets.to_numpy()
-    values = arr.values.to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
-    valid = arr.is_valid().to_numpy(zero_copy_only=False)
-    return [values[offsets[i] : offsets[i + 1]] if valid[i] else None for i in range(len(arr))]
-
-
-def _configure_threads(device: str, cpu_threads: int | None = None) -> None:
-    """Use the CPUs this process may run on, unless the spec or the launcher (Ray) chose."""
-    # oneDNN caches one conv primitive per input shape (default 1,024 of them); with
-    # length-sorted batches nearly every batch is a new shape, and a CPU actor grew by
-    # ~20 MiB a batch (benchmarks/RESULTS.md). 16 entries kept speed and bounded memory.
-    # Read when oneDNN first runs, so this must precede the first forward.
-    os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "16")
-    import torch
-
-    if device == "cpu" and cpu_threads:
-        torch.set_num_threads(cpu_threads)
-        return
-    if os.environ.get("OMP_NUM_THREADS"):  # Ray sets it from the actor's num_cpus
-        return
-    available = (
-        len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    )
-    # On a GPU the CPU only prepares inputs; leave cores for decode tasks on the node.
-    torch.set_num_threads(available if device == "cpu" else min(available, 4))

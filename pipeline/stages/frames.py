@@ -31,14 +31,13 @@ import numpy as np
 import pyarrow as pa
 import torch
 
-from pipeline.columns import AUDIO, SAMPLE_RATE, task_column
+from pipeline.columns import AUDIO, SAMPLE_RATE, audio_arrays, task_column
 from pipeline.errors import ModelLoadError, RowError
 from pipeline.models.classifier import WaveformModel, load_frame_classifier
-from pipeline.models.loading import pick_device
+from pipeline.models.loading import configure_threads, pick_device
 from pipeline.spec import FramesTaskSpec, StorageOptions
 from pipeline.stages.base import Stage, StageOutput
 from pipeline.stages.classify import check_row, output_schema
-from pipeline.stages.ctc import _configure_threads, _row_arrays
 from pipeline.stages.segments import SegmentRules, segment
 from pipeline.stages.windows import Window, batch_budget, kept_ranges, plan_windows, run_windows
 
@@ -50,7 +49,7 @@ class FramesStage(Stage):
         self.spec = spec
         self.name = self.task = spec.task_name
         device = pick_device(spec.device)
-        _configure_threads(device, spec.cpu_threads)
+        configure_threads(device, spec.cpu_threads)
         self.model: WaveformModel = load_frame_classifier(spec, storage, device)
         rate, step = self.model.sampling_rate, self.model.samples_per_frame
         self.window = max(1, round(spec.window_s * rate / step)) * step
@@ -87,7 +86,7 @@ class FramesStage(Stage):
         return output_schema(self.name)
 
     def process(self, rows: pa.Table) -> StageOutput:
-        audio = _row_arrays(rows.column(AUDIO))
+        audio = audio_arrays(rows.column(AUDIO))[0]
         rates = rows.column(SAMPLE_RATE).to_pylist()
         errors = {
             i: e

@@ -47,11 +47,10 @@ from pipeline.columns import (
 )
 from pipeline.errors import ErrorCode, InputError, ModelLoadError, RowError
 from pipeline.metrics.signal import measure, speaking_rate
-from pipeline.models.loading import pick_device
+from pipeline.models.loading import configure_threads, pick_device
 from pipeline.models.speecht5 import SpeechT5Synthesizer, Synth, load_speecht5
 from pipeline.spec import StorageOptions, SynthesizeTaskSpec
 from pipeline.stages.base import Stage, StageOutput
-from pipeline.stages.ctc import _configure_threads
 from pipeline.text.speech import normalize_for_speech, split_sentences
 
 log = logging.getLogger(__name__)
@@ -102,7 +101,7 @@ class SynthesizeStage(Stage):
         # so an item it fails on is lost to every task, as a decode failure would be.
         self.name = spec.task_name
         device = pick_device(spec.device)
-        _configure_threads(device, spec.cpu_threads)
+        configure_threads(device, spec.cpu_threads)
         self.model: SpeechT5Synthesizer = load_speecht5(spec, storage, device)
         dim = self.model.speaker_dim
         self.speakers, self.default_speaker = load_speaker_set(spec, storage, dim)

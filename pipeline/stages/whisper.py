@@ -30,15 +30,14 @@ fallback) draws its noise from the item's own samples and the spec's seed.
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Sequence
 
 import numpy as np
 import pyarrow as pa
 
-from pipeline.columns import AUDIO, SAMPLE_RATE, task_column
+from pipeline.columns import AUDIO, SAMPLE_RATE, audio_arrays, task_column
 from pipeline.errors import ErrorCode, RowError
-from pipeline.models.loading import pick_device
+from pipeline.models.loading import configure_threads, pick_device
 from pipeline.schemas import SEGMENT, WORD
 from pipeline.spec import StorageOptions, WhisperTaskSpec
 from pipeline.stages.base import Stage, StageOutput
@@ -71,7 +70,7 @@ class WhisperStage(Stage):
         self.spec = spec
         self.name = self.task = spec.task_name
         device = pick_device(spec.device)
-        _configure_threads(device, spec.cpu_threads)
+        configure_threads(device, spec.cpu_threads)
         self.model = load_whisper(spec, storage, device)
         self.options = DecodeOptions.from_spec(spec, self.model)
         self.features = LogMel(self.model.extractor, device)
@@ -90,7 +89,7 @@ class WhisperStage(Stage):
     def process(self, rows: pa.Table) -> StageOutput:
         from pipeline.models.whisper.processors import item_key
 
-        audio, values, offsets = _row_arrays(rows.column(AUDIO))
+        audio, values, offsets = audio_arrays(rows.column(AUDIO))
         rates = rows.column(SAMPLE_RATE).to_pylist()
         errors = {i: e for i, e in enumerate(map(self._check, audio, rates)) if e is not None}
         ok = [i for i in range(len(audio)) if i not in errors]
@@ -241,33 +240,3 @@ class WhisperStage(Stage):
     def _failure(self, exc: Exception) -> RowError:
         message = f"{self.model.name} raised on this item alone: {type(exc).__name__}: {exc}"
         return RowError(ErrorCode.MODEL_FAILED, message[:1000])
-
-
-def _row_arrays(
-    column: pa.ChunkedArray,
-) -> tuple[list[np.ndarray | None], np.ndarray, np.ndarray]:
-    """Per-row float32 views of a list<float32> column (None for a null row), the one
-    contiguous buffer they view, and each row's offsets into that buffer."""
-    arr = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
-    offsets = arr.offsets.to_numpy()
-    values = arr.values.to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
-    valid = arr.is_valid().to_numpy(zero_copy_only=False)
-    rows = [values[offsets[i] : offsets[i + 1]] if valid[i] else None for i in range(len(arr))]
-    first, last = (offsets[0], offsets[-1]) if len(arr) else (0, 0)
-    return rows, values[first:last], offsets - first
-
-
-def _configure_threads(device: str, cpu_threads: int | None) -> None:
-    """Use the CPUs this process may run on, unless the spec or the launcher (Ray) chose."""
-    import torch
-
-    if device == "cpu" and cpu_threads:
-        torch.set_num_threads(cpu_threads)
-        return
-    if os.environ.get("OMP_NUM_THREADS"):  # Ray sets it from the actor's num_cpus
-        return
-    available = (
-        len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    )
-    # On a GPU the CPU only prepares inputs; leave cores for decode tasks on the node.
-    torch.set_num_threads(available if device == "cpu" else min(available, 4))
