@@ -24,7 +24,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pipeline.demo.tiny_models import _CONV, _ENCODER, _GROUP_NORM, _LAYER_NORM, SAMPLING_RATE
+from pipeline.demo.tiny_models import CONV, ENCODER, GROUP_NORM, LAYER_NORM, SAMPLING_RATE
 
 if TYPE_CHECKING:
     import numpy as np
@@ -160,7 +160,7 @@ def _encoder_model(arch: str, head: int, extra: dict, seed: int):
     config_cls, model_cls = getattr(tf, _ARCHS[arch][0]), getattr(tf, _ARCHS[arch][head])
     if arch == "wavlm":
         extra = {**extra, "num_buckets": 32, "max_bucket_distance": 64}
-    return _init(model_cls, config_cls(**_CONV, **extra), seed)
+    return _init(model_cls, config_cls(**CONV, **extra), seed)
 
 
 def build_tiny_sequence_classifier(
@@ -176,8 +176,8 @@ def build_tiny_sequence_classifier(
 
     `arch`: wav2vec2, hubert, wavlm or unispeech_sat.
     """
-    norm = _GROUP_NORM if group_norm else _LAYER_NORM
-    extra = {**_ENCODER, **norm, "classifier_proj_size": 16, **_label_config(labels, multi_label)}
+    norm = GROUP_NORM if group_norm else LAYER_NORM
+    extra = {**ENCODER, **norm, "classifier_proj_size": 16, **_label_config(labels, multi_label)}
     model = _encoder_model(arch, 1, extra, seed)
     extractor = _wav2vec2_extractor(group_norm)
     _redraw_head(model, model.classifier, extractor, seed)
@@ -202,8 +202,8 @@ def build_tiny_frame_classifier(
     """
     if local and group_norm:
         raise ValueError("a local frame model needs layer norm: group norm spans the whole item")
-    norm = _GROUP_NORM if group_norm else _LAYER_NORM
-    encoder = {**_ENCODER, "num_hidden_layers": 0} if local else _ENCODER
+    norm = GROUP_NORM if group_norm else LAYER_NORM
+    encoder = {**ENCODER, "num_hidden_layers": 0} if local else ENCODER
     model = _encoder_model(arch, 2, {**encoder, **norm, **_label_config(labels, multi_label)}, seed)
     extractor = _wav2vec2_extractor(group_norm, normalize=not local)
     _redraw_head(model, model.classifier, extractor, seed)

@@ -28,12 +28,12 @@ PAD, UNK, DELIMITER = "<pad>", "<unk>", "|"
 SAMPLING_RATE = 16_000
 
 # The real wav2vec2 feature encoder shape; only the widths are tiny.
-_CONV = {
+CONV = {
     "conv_dim": (32,) * 7,
     "conv_kernel": (10, 3, 3, 3, 3, 2, 2),
     "conv_stride": (5, 2, 2, 2, 2, 2, 2),
 }
-_ENCODER = {
+ENCODER = {
     "hidden_size": 32,
     "num_hidden_layers": 2,
     "num_attention_heads": 2,
@@ -51,23 +51,23 @@ _ENCODER = {
 }
 # Group norm in the first conv layer (wav2vec2-base / hubert-base / wavlm-base style) or
 # layer norm in every conv layer with the pre-norm encoder (wav2vec2-large-lv60 style).
-_GROUP_NORM = {"feat_extract_norm": "group", "do_stable_layer_norm": False}
-_LAYER_NORM = {"feat_extract_norm": "layer", "do_stable_layer_norm": True}
+GROUP_NORM = {"feat_extract_norm": "group", "do_stable_layer_norm": False}
+LAYER_NORM = {"feat_extract_norm": "layer", "do_stable_layer_norm": True}
 
 
 def _model_class_and_config(arch: Arch, vocab_size: int, pad_id: int):
     import transformers as tf
 
-    common = {**_CONV, **_ENCODER, "vocab_size": vocab_size, "pad_token_id": pad_id}
+    common = {**CONV, **ENCODER, "vocab_size": vocab_size, "pad_token_id": pad_id}
     if arch == "wav2vec2":
-        return tf.Wav2Vec2ForCTC, tf.Wav2Vec2Config(**common, **_LAYER_NORM)
+        return tf.Wav2Vec2ForCTC, tf.Wav2Vec2Config(**common, **LAYER_NORM)
     if arch == "wav2vec2_groupnorm":
-        return tf.Wav2Vec2ForCTC, tf.Wav2Vec2Config(**common, **_GROUP_NORM)
+        return tf.Wav2Vec2ForCTC, tf.Wav2Vec2Config(**common, **GROUP_NORM)
     if arch == "hubert":
-        return tf.HubertForCTC, tf.HubertConfig(**common, **_GROUP_NORM)
+        return tf.HubertForCTC, tf.HubertConfig(**common, **GROUP_NORM)
     if arch == "wavlm":
         return tf.WavLMForCTC, tf.WavLMConfig(
-            **common, **_GROUP_NORM, num_buckets=32, max_bucket_distance=64
+            **common, **GROUP_NORM, num_buckets=32, max_bucket_distance=64
         )
     if arch == "data2vec_audio":
         # data2vec-audio always uses layer-norm conv layers; its positional embedding is a

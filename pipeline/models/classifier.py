@@ -31,10 +31,10 @@ from torch import nn
 
 from pipeline.errors import ModelLoadError
 from pipeline.models.ctc_model import (
-    _install_masked_group_norm,
-    _install_pos_conv_masking,
-    _receptive_field,
     conv_output_frames,
+    install_masked_group_norm,
+    install_pos_conv_masking,
+    receptive_field_of,
 )
 from pipeline.models.fbank import Fbank, FbankConfig
 from pipeline.models.loading import pick_dtype, resolve_model
@@ -104,12 +104,12 @@ class WaveformModel(ClassifierBase):
         cfg = model.config
         self._kernels, self._strides = tuple(cfg.conv_kernel), tuple(cfg.conv_stride)
         self.samples_per_frame = int(np.prod(self._strides))
-        self.min_samples = _receptive_field(self._kernels, self._strides)
+        self.min_samples = receptive_field_of(self._kernels, self._strides)
         self.batched = cfg.model_type in BATCHED_TYPES
-        self._group_norm = _install_masked_group_norm(model) if self.batched else None
+        self._group_norm = install_masked_group_norm(model) if self.batched else None
         self._frame_mask: torch.Tensor | None = None  # read by the pos-conv hooks
         if self.batched:
-            _install_pos_conv_masking(model, self)
+            install_pos_conv_masking(model, self)
 
     @property
     def frame_duration(self) -> float:

@@ -130,9 +130,9 @@ class CtcModel:
         self.sampling_rate = int(self.feature_extractor.sampling_rate)
         self._kernels, self._strides = tuple(cfg.conv_kernel), tuple(cfg.conv_stride)
         self.samples_per_frame = int(np.prod(self._strides))
-        self.receptive_field = _receptive_field(self._kernels, self._strides)
-        self._group_norm = _install_masked_group_norm(self.model)
-        _install_pos_conv_masking(self.model, self)
+        self.receptive_field = receptive_field_of(self._kernels, self._strides)
+        self._group_norm = install_masked_group_norm(self.model)
+        install_pos_conv_masking(self.model, self)
 
     @property
     def frame_duration(self) -> float:
@@ -193,7 +193,7 @@ class CtcModel:
         return self.device.startswith("cuda") and self.dtype != torch.float32
 
 
-def _receptive_field(kernels: tuple[int, ...], strides: tuple[int, ...]) -> int:
+def receptive_field_of(kernels: tuple[int, ...], strides: tuple[int, ...]) -> int:
     field_, jump = 1, 1
     for k, s in zip(kernels, strides, strict=True):
         field_ += (k - 1) * jump
@@ -208,7 +208,7 @@ def _feature_encoder(model: nn.Module) -> nn.Module | None:
     return None
 
 
-def _install_masked_group_norm(model: nn.Module) -> MaskedGroupNorm | None:
+def install_masked_group_norm(model: nn.Module) -> MaskedGroupNorm | None:
     """Swap the first conv layer's GroupNorm (group-norm checkpoints) for a masked one."""
     encoder = _feature_encoder(model)
     if encoder is None:
@@ -222,7 +222,7 @@ def _install_masked_group_norm(model: nn.Module) -> MaskedGroupNorm | None:
     return None
 
 
-def _install_pos_conv_masking(model: nn.Module, owner: CtcModel) -> None:
+def install_pos_conv_masking(model: nn.Module, owner: CtcModel) -> None:
     """Zero padded frames between stacked positional conv layers (data2vec-audio)."""
     for module in model.modules():
         layers = getattr(module, "layers", None)
