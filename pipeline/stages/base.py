@@ -23,7 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from pipeline.columns import ERROR_CODE, ERROR_MESSAGE, ERROR_STAGE, task_column
-from pipeline.errors import RowError
+from pipeline.errors import ErrorCode, RowError
 
 
 @dataclass(frozen=True)
@@ -166,3 +166,30 @@ def healthy_mask(batch: pa.Table, task: str | None = None) -> np.ndarray:
     if task is not None and code in batch.column_names:
         ok = pc.and_(ok, pc.is_null(batch.column(code)))
     return np.asarray(ok.to_numpy(zero_copy_only=False))
+
+
+def check_audio(
+    x: np.ndarray | None,
+    rate: int | None,
+    *,
+    expected_rate: int,
+    min_samples: int,
+    model: str,
+    too_short: str,
+) -> RowError | None:
+    """The row error of a model stage's input: audio at another rate than the model's, or
+    fewer than `min_samples` samples (`too_short` says what that means for this model)."""
+    if rate != expected_rate:
+        return RowError(
+            ErrorCode.MODEL_FAILED,
+            f"audio is at {rate} Hz but {model} expects {expected_rate} Hz; "
+            f"set the task's sample_rate to {expected_rate} so decode resamples to it",
+        )
+    n = 0 if x is None else len(x)
+    if n < min_samples:
+        return RowError(
+            ErrorCode.MODEL_FAILED,
+            f"audio has {n} samples ({1000 * n / expected_rate:.1f} ms), fewer than the "
+            f"{min_samples} {model} needs: {too_short}",
+        )
+    return None

@@ -34,12 +34,12 @@ import pyarrow as pa
 import torch
 
 from pipeline.columns import AUDIO, SAMPLE_RATE, audio_arrays, task_column
-from pipeline.errors import ErrorCode, ModelLoadError, RowError
+from pipeline.errors import ModelLoadError, RowError
 from pipeline.models.classifier import ClassifierBase, load_classifier
 from pipeline.models.loading import configure_threads, pick_device
 from pipeline.schemas import LABEL_SCORE, LABELLED_SEGMENT, WINDOW
 from pipeline.spec import ClassifyTaskSpec, StorageOptions
-from pipeline.stages.base import Stage, StageOutput
+from pipeline.stages.base import Stage, StageOutput, check_audio
 from pipeline.stages.windows import Window, batch_budget, plan_windows, pool, run_windows
 
 DEFAULT_WINDOW_S = 30.0  # for models without a window of their own
@@ -60,20 +60,14 @@ def check_row(
     x: np.ndarray | None, rate: int | None, model: ClassifierBase, what: str
 ) -> RowError | None:
     """A row error when the item is at the wrong rate or too short for the model."""
-    if rate != model.sampling_rate:
-        return RowError(
-            ErrorCode.MODEL_FAILED,
-            f"audio is at {rate} Hz but {model.name} expects {model.sampling_rate} Hz; "
-            f"set the task's sample_rate to {model.sampling_rate} so decode resamples to it",
-        )
-    n = 0 if x is None else len(x)
-    if n < model.min_samples:
-        return RowError(
-            ErrorCode.MODEL_FAILED,
-            f"audio has {n} samples ({1000 * n / model.sampling_rate:.1f} ms), fewer than the "
-            f"{model.min_samples} {model.name} needs for one {what}",
-        )
-    return None
+    return check_audio(
+        x,
+        rate,
+        expected_rate=model.sampling_rate,
+        min_samples=model.min_samples,
+        model=model.name,
+        too_short=f"it is too short for one {what}",
+    )
 
 
 class ClassifyStage(Stage):

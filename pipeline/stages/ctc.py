@@ -39,7 +39,7 @@ from pipeline.errors import ErrorCode, RowError
 from pipeline.models.ctc_model import CtcAdapter, FrameOutput
 from pipeline.models.loading import configure_threads, load_ctc, pick_device
 from pipeline.spec import CtcTaskSpec, StorageOptions
-from pipeline.stages.base import Stage, StageOutput
+from pipeline.stages.base import Stage, StageOutput, check_audio
 
 log = logging.getLogger(__name__)
 
@@ -178,21 +178,15 @@ class CtcStage(Stage):
 
     def _check(self, x: np.ndarray | None, rate: int | None) -> RowError | None:
         m = self.model
-        if rate != m.sampling_rate:
-            return RowError(
-                ErrorCode.MODEL_FAILED,
-                f"audio is at {rate} Hz but {m.name} expects {m.sampling_rate} Hz; "
-                f"set the task's sample_rate to {m.sampling_rate} so decode resamples to it",
-            )
-        n = 0 if x is None else len(x)
-        if n < m.receptive_field:
-            return RowError(
-                ErrorCode.MODEL_FAILED,
-                f"audio has {n} samples ({1000 * n / m.sampling_rate:.1f} ms), shorter than the "
-                f"{m.receptive_field}-sample receptive field of {m.name}; it yields no frames "
-                "(the transformers pipeline raises on it)",
-            )
-        return None
+        return check_audio(
+            x,
+            rate,
+            expected_rate=m.sampling_rate,
+            min_samples=m.receptive_field,
+            model=m.name,
+            too_short=f"its {m.receptive_field}-sample receptive field yields no frames "
+            "(the transformers pipeline raises on it)",
+        )
 
     def _chunks(self, row: int, x: np.ndarray) -> list[Chunk]:
         return [

@@ -40,7 +40,7 @@ from pipeline.errors import ErrorCode, RowError
 from pipeline.models.loading import configure_threads, pick_device
 from pipeline.schemas import SEGMENT, WORD
 from pipeline.spec import StorageOptions, WhisperTaskSpec
-from pipeline.stages.base import Stage, StageOutput
+from pipeline.stages.base import Stage, StageOutput, check_audio
 
 log = logging.getLogger(__name__)
 
@@ -126,20 +126,14 @@ class WhisperStage(Stage):
 
     def _check(self, x: np.ndarray | None, rate: int | None) -> RowError | None:
         m = self.model
-        if rate != m.sampling_rate:
-            return RowError(
-                ErrorCode.MODEL_FAILED,
-                f"audio is at {rate} Hz but {m.name} expects {m.sampling_rate} Hz; "
-                f"set the task's sample_rate to {m.sampling_rate} so decode resamples to it",
-            )
-        n = 0 if x is None else len(x)
-        if n < self._min_samples:
-            return RowError(
-                ErrorCode.MODEL_FAILED,
-                f"audio has {n} samples ({1000 * n / m.sampling_rate:.1f} ms), less than one "
-                f"{self._min_samples}-sample analysis window of {m.name}: nothing to transcribe",
-            )
-        return None
+        return check_audio(
+            x,
+            rate,
+            expected_rate=m.sampling_rate,
+            min_samples=self._min_samples,
+            model=m.name,
+            too_short="less than one analysis window, nothing to transcribe",
+        )
 
     def _short_form(
         self,
