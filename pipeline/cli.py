@@ -129,11 +129,28 @@ def _summary(result, report: dict, uri: str) -> str:
             f"  {task}: {s['items']:,} items in table, corpus WER {wer}, CER {cer} "
             f"({s['word_edits']:,} edits / {s['ref_words']:,} ref words, normaliser {', '.join(s['normalizer']) or 'n/a'})"
         )
+    for task, s in report.get("classifications", {}).items():
+        top = ", ".join(x["label"] for x in (s.get("labels") or s.get("segments") or [])[:3])
+        lines.append(f"  {task}: {s['items']:,} items in table, top labels: {top or 'none'}")
+    for task, s in report.get("syntheses", {}).items():
+        wer = s["roundtrip"]["wer"]
+        rt = "n/a" if wer is None else f"{100 * wer:.2f}%"
+        lines.append(
+            f"  {task}: {s['items']:,} syntheses, {s['audio_hours']:.3f} h audio, round-trip WER "
+            f"{rt}, {s['runaway']:,} runaway, {s['empty']:,} empty"
+        )
     lines.append(
         f"  errors in table: {report['errors']['total']:,} {dict(report['errors']['by_code'])}"
     )
+    tables = ["transcripts", "classifications", "syntheses"]
+    written = [
+        t
+        for t, key in zip(tables, ("tasks", "classifications", "syntheses"), strict=True)
+        if report.get(key)
+    ]
     lines.append(
-        f"  tables: {uri.rstrip('/')}/{{transcripts,errors,runs}}/   report: {uri.rstrip('/')}/report.md"
+        f"  tables: {uri.rstrip('/')}/{{{','.join([*written, 'errors', 'runs'])}}}/   "
+        f"report: {uri.rstrip('/')}/report.md"
     )
     return "\n".join(lines)
 
