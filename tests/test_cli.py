@@ -42,3 +42,30 @@ def test_schema_check_detects_a_stale_file(tmp_path, capsys):
     assert main(["schema", "--check", str(tmp_path)]) == 0
     (tmp_path / "errors.schema.json").write_text("{}")
     assert main(["schema", "--check", str(tmp_path)]) == 1
+
+
+def test_run_summary_names_every_written_table():
+    from types import SimpleNamespace
+
+    from pipeline.cli import _summary
+    from pipeline.progress import Counters
+
+    result = SimpleNamespace(run_id="r", status="succeeded", counters=Counters(), wall_s=1.0)
+    report = {
+        "tasks": {},
+        "classifications": {"tags": {"items": 3, "labels": [{"label": "dog"}, {"label": "cat"}]}},
+        "syntheses": {
+            "tts": {
+                "items": 2,
+                "audio_hours": 0.001,
+                "roundtrip": {"wer": 0.25},
+                "runaway": 1,
+                "empty": 0,
+            }
+        },
+        "errors": {"total": 0, "by_code": {}},
+    }
+    text = _summary(result, report, "/out/")
+    assert "tags: 3 items in table, top labels: dog, cat" in text
+    assert "tts: 2 syntheses" in text and "round-trip WER 25.00%" in text and "1 runaway" in text
+    assert "/out/{classifications,syntheses,errors,runs}/" in text
