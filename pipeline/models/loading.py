@@ -8,7 +8,8 @@ A spec's `model` is one of:
 
 All three then take the same `from_pretrained` path, except M-CTC-T checkpoints
 (`model_type: mctct`), which transformers 5 no longer knows: our own port
-(`pipeline/models/mctct/`) loads those.
+(`pipeline/models/mctct/`) loads those. Parakeet CTC (`model_type: parakeet_ctc`) loads
+through `from_pretrained` too, behind its own adapter (`pipeline/models/parakeet.py`).
 """
 
 from __future__ import annotations
@@ -201,6 +202,12 @@ def load_ctc(spec: CtcTaskSpec, storage: StorageOptions, device: str) -> CtcAdap
         kwargs["revision"] = revision
     model = _load_model(spec.model, source, dtype, local, kwargs).to(device).eval()
     extractor, tokenizer = _load_processor(spec.model, source, kwargs)
+    if model.config.model_type == "parakeet_ctc":  # a conformer on log-mel frames
+        from pipeline.models.parakeet import ParakeetCtcModel
+
+        parakeet = ParakeetCtcModel(spec.model, model, extractor, tokenizer, device, dtype)
+        _check_processor(spec, parakeet.sampling_rate, parakeet.tokenizer)
+        return parakeet
     _check_architecture(spec, model)
     _check_processor(spec, extractor.sampling_rate, tokenizer)
     return CtcModel(spec.model, model, extractor, tokenizer, device=device, dtype=dtype)

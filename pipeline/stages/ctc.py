@@ -83,7 +83,12 @@ def chunk_bounds(
 
 
 def kept_frames(chunk: Chunk, samples_per_frame: int) -> slice:
-    """The logit frames of `chunk` that survive stride removal (the pipeline's rounding)."""
+    """The logit frames of `chunk` that survive stride removal (the pipeline's rounding).
+
+    A chunk that is the whole item keeps every frame, as the unchunked pipeline does
+    (Parakeet yields one more frame than the rounded count for some lengths)."""
+    if chunk.start == chunk.left == chunk.right == 0:
+        return slice(0, None)
     token_n = int(round(chunk.samples / samples_per_frame))
     left = int(round(chunk.left / chunk.samples * token_n))
     right = int(round(chunk.right / chunk.samples * token_n))
