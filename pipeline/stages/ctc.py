@@ -150,7 +150,8 @@ class CtcStage(Stage):
         # Chunk and stride sizes are rounded to whole frames, as the pipeline rounds them.
         self._chunk_len = int(round(spec.chunk_length_s * rate / align) * align)
         self._stride = int(round(stride_s * rate / align) * align)
-        self._budget = int(spec.batch_seconds * rate)
+        seconds = spec.batch_seconds or (320.0 if device.startswith("cuda") else 40.0)
+        self._budget = int(seconds * rate)
 
     def reads(self) -> Sequence[str]:
         return (AUDIO, SAMPLE_RATE)
