@@ -35,8 +35,8 @@ unit: install
 	$(BIN)/pytest -m "not gpu and not integration" -q
 
 ## The stage and model unit tests under transformers 5.17, what the GPU machine runs
-## (installed beside the venv in .cache/, not into it). Parakeet is left out: 5.17's
-## ParakeetFeatureExtractor needs librosa, which is not a dependency of ours.
+## (installed beside the venv in .cache/, not into it). Parakeet's tests are left out: their
+## reference, 5.17's ParakeetFeatureExtractor, needs librosa (our adapter does not use it).
 COMPAT := .cache/transformers-5.17
 compat: install
 	test -d $(COMPAT)/transformers || $(BIN)/python -m pip install -q --no-deps --target $(COMPAT) \

@@ -201,28 +201,48 @@ def load_ctc(spec: CtcTaskSpec, storage: StorageOptions, device: str) -> CtcAdap
     if revision:
         kwargs["revision"] = revision
     model = _load_model(spec.model, source, dtype, local, kwargs).to(device).eval()
-    extractor, tokenizer = _load_processor(spec.model, source, kwargs)
     if model.config.model_type == "parakeet_ctc":  # a conformer on log-mel frames
-        from pipeline.models.parakeet import ParakeetCtcModel
-
-        parakeet = ParakeetCtcModel(spec.model, model, extractor, tokenizer, device, dtype)
-        _check_processor(spec, parakeet.sampling_rate, parakeet.tokenizer)
-        return parakeet
+        return _load_parakeet(spec, source, revision, model, device, dtype, kwargs)
+    extractor, tokenizer = _load_processor(spec.model, source, kwargs)
     _check_architecture(spec, model)
     _check_processor(spec, extractor.sampling_rate, tokenizer)
     return CtcModel(spec.model, model, extractor, tokenizer, device=device, dtype=dtype)
 
 
+def _load_parakeet(spec, source, revision, model, device, dtype, kwargs):
+    """Parakeet's features are ours (`parakeet_features.py`): only its tokenizer is loaded."""
+    from transformers import AutoTokenizer
+
+    from pipeline.models.parakeet import ParakeetCtcModel
+    from pipeline.models.parakeet_features import FeatureConfig, ParakeetFeatures
+
+    try:
+        config = FeatureConfig.from_file(_file(source, "preprocessor_config.json", revision))
+        tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ModelLoadError(
+            f"model {spec.model!r}: cannot load its preprocessor_config.json and tokenizer "
+            f"({type(exc).__name__}: {exc}); upload the folder processor.save_pretrained writes"
+        ) from exc
+    features = ParakeetFeatures(config, device)
+    parakeet = ParakeetCtcModel(spec.model, model, features, tokenizer, device, dtype)
+    _check_processor(spec, parakeet.sampling_rate, parakeet.tokenizer)
+    return parakeet
+
+
+def _file(source: str, name: str, revision: str | None) -> Path:
+    """A file of the checkpoint: from its folder, or fetched (and cached) from the hub."""
+    if Path(source).is_dir():
+        return Path(source) / name
+    from huggingface_hub import hf_hub_download
+
+    return Path(hf_hub_download(source, name, revision=revision))
+
+
 def _model_type(source: str, revision: str | None) -> str | None:
     """`model_type` from config.json, read without transformers (which may not know it)."""
     try:
-        if Path(source).is_dir():
-            path = Path(source) / "config.json"
-        else:
-            from huggingface_hub import hf_hub_download
-
-            path = Path(hf_hub_download(source, "config.json", revision=revision))
-        return json.loads(path.read_text()).get("model_type")
+        return json.loads(_file(source, "config.json", revision).read_text()).get("model_type")
     except Exception:  # unreadable here: the from_pretrained path below reports why
         return None
 

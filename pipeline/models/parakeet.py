@@ -1,6 +1,10 @@
 """Parakeet CTC (`ParakeetForCTC`, e.g. nvidia/parakeet-ctc-1.1b) behind the CTC stage's
 model adapter: audio in, greedy frames out, each item as if it had run alone.
 
+Features: `pipeline/models/parakeet_features.py` computes the extractor's log-mel on the
+model's device (the extractor itself cannot leave the CPU, and in transformers 5.17 it
+needs librosa).
+
 Frame arithmetic (published config, 16 kHz): `ParakeetFeatureExtractor` gives
 `samples // 160` valid log-mel frames (centred 400-sample windows, one every 160
 samples), and three stride-2 convs (kernel 3, padding 1) subsample them 8x, so one logit
@@ -36,6 +40,7 @@ import numpy as np
 import torch
 
 from pipeline.models.ctc_model import FrameOutput, greedy_frames
+from pipeline.models.parakeet_features import ParakeetFeatures
 
 WORD_START = "▁"  # SentencePiece's word-boundary marker
 
@@ -101,7 +106,7 @@ class ParakeetCtcModel:
 
     name: str  # the model URI as given in the spec (recorded in the output)
     model: Any  # a transformers `ParakeetForCTC` in eval mode, on `device`, in `dtype`
-    feature_extractor: Any  # ParakeetFeatureExtractor
+    features: ParakeetFeatures  # the extractor's log-mel, on `device`
     tokenizer: Any  # given the checkpoint's ParakeetTokenizer; holds a PieceCtcDecoder
     device: str
     dtype: torch.dtype
@@ -111,7 +116,7 @@ class ParakeetCtcModel:
     _subsampling: tuple[int, int, int, int] = field(init=False)  # layers, kernel, stride, pad
 
     def __post_init__(self) -> None:
-        extractor, enc = self.feature_extractor, self.model.config.encoder_config
+        extractor, enc = self.features.config, self.model.config.encoder_config
         self.sampling_rate = int(extractor.sampling_rate)
         kernel, stride = enc.subsampling_conv_kernel_size, enc.subsampling_conv_stride
         layers = int(math.log2(enc.subsampling_factor))
@@ -129,8 +134,7 @@ class ParakeetCtcModel:
 
     def feature_frames(self, samples: int) -> int:
         """Valid log-mel frames the extractor gives `samples` samples (its own formula)."""
-        fe = self.feature_extractor
-        return (samples + fe.n_fft // 2 * 2 - fe.n_fft) // fe.hop_length
+        return self.features.config.frames(samples)
 
     def frames(self, samples: int) -> int:
         """Logit frames for an item of `samples` samples (0: shorter than two feature frames)."""
@@ -157,19 +161,8 @@ class ParakeetCtcModel:
                 f"an item is shorter than the {self.receptive_field}-sample receptive field "
                 "(two feature frames; one gives NaN features)"
             )
-        # Features are computed on the CPU: in transformers 5.24 the extractor's `device`
-        # argument fails for anything but "cpu" (it pads the audio on the CPU, then runs
-        # the STFT with a window on `device`: "stft input and window must be on the same
-        # device"). The STFT is cheap next to the conformer.
-        inputs = self.feature_extractor(
-            audio,
-            sampling_rate=self.sampling_rate,
-            padding="longest",
-            return_attention_mask=True,
-            return_tensors="pt",
-        )
-        features = inputs["input_features"].to(self.device, self.dtype)
-        mask = inputs["attention_mask"].to(self.device)
+        features, mask = self.features(audio)
+        features = features.to(self.dtype)
         autocast = torch.autocast("cuda", dtype=self.dtype, enabled=self._use_autocast)
         with torch.inference_mode(), autocast:
             logits = self.model(input_features=features, attention_mask=mask).logits
