@@ -37,7 +37,7 @@ from pipeline.models.ctc_model import (
     receptive_field_of,
 )
 from pipeline.models.fbank import Fbank, FbankConfig
-from pipeline.models.loading import pick_dtype, resolve_model
+from pipeline.models.loading import autocast, pick_dtype, resolve_model
 from pipeline.spec import ClassifyTaskSpec, FramesTaskSpec, StorageOptions
 
 AST_TYPE = "audio-spectrogram-transformer"
@@ -72,8 +72,7 @@ class ClassifierBase:
         return samples
 
     def _autocast(self):
-        low = self.device.startswith("cuda") and self.dtype != torch.float32
-        return torch.autocast("cuda", dtype=self.dtype, enabled=low)
+        return autocast(self.device, self.dtype)
 
 
 class AstClassifier(ClassifierBase):

@@ -30,6 +30,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from pipeline.models.loading import autocast
+
 
 @dataclass
 class FrameOutput:
@@ -178,19 +180,14 @@ class CtcModel:
             self._group_norm.valid_frames = [(n - k0) // s0 + 1 for n in samples]
         positions = torch.arange(max(frames), device=self.device)
         self._frame_mask = positions[None, :] < torch.tensor(frames, device=self.device)[:, None]
-        autocast = torch.autocast("cuda", dtype=self.dtype, enabled=self._use_autocast)
         try:
-            with torch.inference_mode(), autocast:
+            with torch.inference_mode(), autocast(self.device, self.dtype):
                 return self.model(values, attention_mask=mask).logits
         finally:
             # Unset, so a direct call to the module outside `predict` is plain again.
             if self._group_norm is not None:
                 self._group_norm.valid_frames = None
             self._frame_mask = None
-
-    @property
-    def _use_autocast(self) -> bool:
-        return self.device.startswith("cuda") and self.dtype != torch.float32
 
 
 def receptive_field_of(kernels: tuple[int, ...], strides: tuple[int, ...]) -> int:

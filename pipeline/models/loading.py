@@ -183,6 +183,20 @@ def pick_dtype(requested: str, device: str) -> torch.dtype:
     return getattr(torch, requested)
 
 
+def uses_autocast(device: str, dtype: torch.dtype) -> bool:
+    """Mixed precision runs on CUDA with a half dtype only; CPU models run in their dtype."""
+    import torch
+
+    return device.startswith("cuda") and dtype != torch.float32
+
+
+def autocast(device: str, dtype: torch.dtype):
+    """The autocast context every model adapter runs its forward passes in."""
+    import torch
+
+    return torch.autocast("cuda", dtype=dtype, enabled=uses_autocast(device, dtype))
+
+
 def load_ctc(spec: CtcTaskSpec, storage: StorageOptions, device: str) -> CtcAdapter:
     """Resolve and load `spec.model` as a CTC adapter on `device` ("cpu", "cuda", "cuda:0")."""
     from pipeline.models.ctc_model import CtcModel

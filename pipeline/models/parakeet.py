@@ -40,6 +40,7 @@ import numpy as np
 import torch
 
 from pipeline.models.ctc_model import FrameOutput, greedy_frames
+from pipeline.models.loading import autocast
 from pipeline.models.parakeet_features import ParakeetFeatures
 
 WORD_START = "▁"  # SentencePiece's word-boundary marker
@@ -163,11 +164,6 @@ class ParakeetCtcModel:
             )
         features, mask = self.features(audio)
         features = features.to(self.dtype)
-        autocast = torch.autocast("cuda", dtype=self.dtype, enabled=self._use_autocast)
-        with torch.inference_mode(), autocast:
+        with torch.inference_mode(), autocast(self.device, self.dtype):
             logits = self.model(input_features=features, attention_mask=mask).logits
         return logits, frames
-
-    @property
-    def _use_autocast(self) -> bool:
-        return self.device.startswith("cuda") and self.dtype != torch.float32

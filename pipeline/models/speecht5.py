@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from pipeline.errors import ModelLoadError
-from pipeline.models.loading import pick_dtype, resolve_model
+from pipeline.models.loading import autocast, pick_dtype, resolve_model
 from pipeline.models.speecht5_decode import DecodeOptions, decode, postnet, split_seeds, vocode
 from pipeline.spec import StorageOptions, SynthesizeTaskSpec
 
@@ -89,12 +89,7 @@ class SpeechT5Synthesizer:
         for row, seq in enumerate(ids):
             input_ids[row, : len(seq)] = torch.tensor(seq)
         mask = (torch.arange(width)[None, :] < torch.tensor(lengths)[:, None]).long()
-        autocast = torch.autocast(
-            "cuda",
-            dtype=self.dtype,
-            enabled=self.device.startswith("cuda") and self.dtype != torch.float32,
-        )
-        with torch.inference_mode(), autocast:
+        with torch.inference_mode(), autocast(self.device, self.dtype):
             decoded = decode(
                 self.model,
                 input_ids.to(self.device),

@@ -12,7 +12,7 @@ import torch
 from pipeline.demo.tiny_models import build_tiny_ctc
 from pipeline.errors import ModelLoadError
 from pipeline.models import loading
-from pipeline.models.loading import load_ctc, resolve_model
+from pipeline.models.loading import load_ctc, resolve_model, uses_autocast
 from pipeline.spec import CtcTaskSpec, StorageOptions
 
 NO_STORAGE = StorageOptions()
@@ -139,3 +139,8 @@ def test_load_ctc_errors_are_model_load_errors(tmp_path, tiny_dir):
         load_ctc(CtcTaskSpec(model=str(broken)), NO_STORAGE, "cpu")
     with pytest.raises(ModelLoadError, match="expects 16000 Hz"):
         load_ctc(CtcTaskSpec(model=tiny_dir, sample_rate=8000), NO_STORAGE, "cpu")
+
+
+def test_autocast_only_on_cuda_with_a_half_dtype():
+    cases = [("cpu", torch.bfloat16), ("cuda", torch.float32), ("cuda:0", torch.bfloat16)]
+    assert [uses_autocast(device, dtype) for device, dtype in cases] == [False, False, True]

@@ -249,17 +249,6 @@ def test_audio_shorter_than_two_feature_frames_fails_alone(short, stage, referen
         stage.model.predict([tiny])
 
 
-def test_autocast_only_on_cuda_with_a_half_dtype(stage):
-    m = stage.model
-    cases = [("cpu", torch.bfloat16), ("cuda", torch.float32), ("cuda:0", torch.bfloat16)]
-    flags = []
-    for device, dtype in cases:
-        m.device, m.dtype = device, dtype
-        flags.append(m._use_autocast)
-    m.device, m.dtype = "cpu", torch.float32
-    assert flags == [False, False, True]
-
-
 def test_device_features_equal_the_extractor(stage):
     """Ours (`parakeet_features.py`, on the model's device) vs transformers' extractor.
     Measured: max difference 2.9e-6 (normalised features of order 1); masks identical."""

@@ -20,6 +20,7 @@ import torch
 
 from pipeline.errors import ModelLoadError
 from pipeline.models.ctc_model import FrameOutput, greedy_frames
+from pipeline.models.loading import autocast
 from pipeline.models.mctct.checkpoint import hub_folder, load_network
 from pipeline.models.mctct.config import read_feature_config
 from pipeline.models.mctct.features import MfscFeatures
@@ -68,14 +69,9 @@ class MctctCtcModel:
         Raises ValueError when an item is shorter than one analysis window.
         """
         features, lengths = self.features(audio)
-        autocast = torch.autocast("cuda", dtype=self.dtype, enabled=self._use_autocast)
-        with torch.inference_mode(), autocast:
+        with torch.inference_mode(), autocast(self.device, self.dtype):
             logits, frames = self.model(features.to(self.dtype), lengths)
         return logits, frames.tolist()
-
-    @property
-    def _use_autocast(self) -> bool:
-        return self.device.startswith("cuda") and self.dtype != torch.float32
 
 
 def load_mctct(
