@@ -34,6 +34,7 @@ from pipeline.models.ctc_model import (
     conv_output_frames,
     install_masked_group_norm,
     install_pos_conv_masking,
+    padded_forward,
     receptive_field_of,
 )
 from pipeline.models.fbank import Fbank, FbankConfig
@@ -71,9 +72,6 @@ class ClassifierBase:
         """Padded size of one input, in samples, for the micro-batch budget."""
         return samples
 
-    def _autocast(self):
-        return autocast(self.device, self.dtype)
-
 
 class AstClassifier(ClassifierBase):
     """AST with its fbank features computed on the model's device."""
@@ -91,7 +89,7 @@ class AstClassifier(ClassifierBase):
         """[batch, labels] float32 logits of each item's first `max_window` samples."""
         with torch.inference_mode():
             features = self.fbank(audio).to(self.dtype)
-            with self._autocast():
+            with autocast(self.device, self.dtype):
                 return self.model(input_values=features).logits.float()
 
 
@@ -129,28 +127,7 @@ class WaveformModel(ClassifierBase):
             raise ValueError(
                 f"an item is shorter than the {self.min_samples}-sample receptive field"
             )
-        # With an attention mask the extractor normalises each item over its own samples.
-        inputs = self.feature_extractor(
-            audio,
-            sampling_rate=self.sampling_rate,
-            padding="longest",
-            return_attention_mask=True,
-            return_tensors="pt",
-        )
-        values = inputs[self.model.main_input_name].to(self.device, self.dtype)
-        mask = inputs["attention_mask"].to(self.device)
-        if self._group_norm is not None:
-            k0, s0 = self._kernels[0], self._strides[0]
-            self._group_norm.valid_frames = [(len(a) - k0) // s0 + 1 for a in audio]
-        positions = torch.arange(max(frames), device=self.device)
-        self._frame_mask = positions[None, :] < torch.tensor(frames, device=self.device)[:, None]
-        try:
-            with torch.inference_mode(), self._autocast():
-                return self.model(values, attention_mask=mask).logits.float()
-        finally:
-            if self._group_norm is not None:
-                self._group_norm.valid_frames = None
-            self._frame_mask = None
+        return padded_forward(self, audio, frames).float()
 
 
 class ItemwiseClassifier(ClassifierBase):
@@ -169,7 +146,7 @@ class ItemwiseClassifier(ClassifierBase):
                 k: v.to(self.device, self.dtype if v.is_floating_point() else v.dtype)
                 for k, v in inputs.items()
             }
-            with torch.inference_mode(), self._autocast():
+            with torch.inference_mode(), autocast(self.device, self.dtype):
                 out.append(self.model(**inputs).logits.float()[0])
         return torch.stack(out)
 

@@ -159,35 +159,41 @@ class CtcModel:
             raise ValueError(
                 f"an item is shorter than the {self.receptive_field}-sample receptive field"
             )
-        # Asking for the attention mask makes the extractor normalise each item over its
-        # own samples; without it the padding would enter the mean and variance.
-        inputs = self.feature_extractor(
-            audio,
-            sampling_rate=self.sampling_rate,
-            padding="longest",
-            return_attention_mask=True,
-            return_tensors="pt",
-        )
-        values = inputs[self.model.main_input_name].to(self.device, self.dtype)
-        mask = inputs["attention_mask"].to(self.device)
-        return self._forward(values, mask, [len(a) for a in audio], frames), frames
+        return padded_forward(self, audio, frames), frames
 
-    def _forward(
-        self, values: torch.Tensor, mask: torch.Tensor, samples: list[int], frames: list[int]
-    ) -> torch.Tensor:
-        if self._group_norm is not None:
-            k0, s0 = self._kernels[0], self._strides[0]
-            self._group_norm.valid_frames = [(n - k0) // s0 + 1 for n in samples]
-        positions = torch.arange(max(frames), device=self.device)
-        self._frame_mask = positions[None, :] < torch.tensor(frames, device=self.device)[:, None]
-        try:
-            with torch.inference_mode(), autocast(self.device, self.dtype):
-                return self.model(values, attention_mask=mask).logits
-        finally:
-            # Unset, so a direct call to the module outside `predict` is plain again.
-            if self._group_norm is not None:
-                self._group_norm.valid_frames = None
-            self._frame_mask = None
+
+def padded_forward(owner: Any, audio: list[np.ndarray], frames: list[int]) -> torch.Tensor:
+    """Logits of a wav2vec2-style model on a padded batch, each item as if it ran alone.
+
+    `owner` (`CtcModel`, or the waveform classifiers in `classifier.py`) holds `model`,
+    `feature_extractor`, `sampling_rate`, `device`, `dtype`, the conv `_kernels` and
+    `_strides`, its `_group_norm` (from `install_masked_group_norm`) and the
+    `_frame_mask` its pos-conv hooks read; `frames` are the items' valid frame counts.
+    """
+    # Asking for the attention mask makes the extractor normalise each item over its
+    # own samples; without it the padding would enter the mean and variance.
+    inputs = owner.feature_extractor(
+        audio,
+        sampling_rate=owner.sampling_rate,
+        padding="longest",
+        return_attention_mask=True,
+        return_tensors="pt",
+    )
+    values = inputs[owner.model.main_input_name].to(owner.device, owner.dtype)
+    mask = inputs["attention_mask"].to(owner.device)
+    if owner._group_norm is not None:
+        k0, s0 = owner._kernels[0], owner._strides[0]
+        owner._group_norm.valid_frames = [(len(a) - k0) // s0 + 1 for a in audio]
+    positions = torch.arange(max(frames), device=owner.device)
+    owner._frame_mask = positions[None, :] < torch.tensor(frames, device=owner.device)[:, None]
+    try:
+        with torch.inference_mode(), autocast(owner.device, owner.dtype):
+            return owner.model(values, attention_mask=mask).logits
+    finally:
+        # Unset, so a direct call to the module outside `predict` is plain again.
+        if owner._group_norm is not None:
+            owner._group_norm.valid_frames = None
+        owner._frame_mask = None
 
 
 def receptive_field_of(kernels: tuple[int, ...], strides: tuple[int, ...]) -> int:
