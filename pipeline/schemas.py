@@ -28,12 +28,30 @@ LABELLED_SEGMENT = pa.struct(
     ]
 )
 
+# Every per-item table starts with the item's stable id and where it came from.
+ITEM_KEYS = [
+    pa.field("item_id", pa.string(), nullable=False),
+    pa.field("source_uri", pa.string(), nullable=False),
+    pa.field("member", pa.string(), nullable=False),
+    pa.field("shard", pa.string(), nullable=False),
+]
+
+# Per-item WER/CER edit counts and the normaliser that produced them (`stages/score.py`).
+SCORE_COUNTS = [
+    pa.field("normalizer", pa.string()),
+    pa.field("ref_words", pa.int32()),
+    pa.field("substitutions", pa.int32()),
+    pa.field("deletions", pa.int32()),
+    pa.field("insertions", pa.int32()),
+    pa.field("wer", pa.float64()),
+    pa.field("ref_chars", pa.int32()),
+    pa.field("char_edits", pa.int32()),
+    pa.field("cer", pa.float64()),
+]
+
 TRANSCRIPTS = pa.schema(
     [
-        pa.field("item_id", pa.string(), nullable=False),
-        pa.field("source_uri", pa.string(), nullable=False),
-        pa.field("member", pa.string(), nullable=False),
-        pa.field("shard", pa.string(), nullable=False),
+        *ITEM_KEYS,
         pa.field("duration_s", pa.float64()),
         pa.field("model", pa.string()),
         pa.field("text", pa.string()),
@@ -49,15 +67,7 @@ TRANSCRIPTS = pa.schema(
         # no_speech_text, too_long. Empty list: checked, nothing found; null: not checked.
         pa.field("flags", pa.list_(pa.string())),
         pa.field("reference", pa.string()),
-        pa.field("normalizer", pa.string()),
-        pa.field("ref_words", pa.int32()),
-        pa.field("substitutions", pa.int32()),
-        pa.field("deletions", pa.int32()),
-        pa.field("insertions", pa.int32()),
-        pa.field("wer", pa.float64()),
-        pa.field("ref_chars", pa.int32()),
-        pa.field("char_edits", pa.int32()),
-        pa.field("cer", pa.float64()),
+        *SCORE_COUNTS,
         pa.field("metadata", pa.string()),
         pa.field("run_id", pa.string(), nullable=False),
     ]
@@ -65,10 +75,7 @@ TRANSCRIPTS = pa.schema(
 
 CLASSIFICATIONS = pa.schema(
     [
-        pa.field("item_id", pa.string(), nullable=False),
-        pa.field("source_uri", pa.string(), nullable=False),
-        pa.field("member", pa.string(), nullable=False),
-        pa.field("shard", pa.string(), nullable=False),
+        *ITEM_KEYS,
         pa.field("duration_s", pa.float64()),
         pa.field("model", pa.string()),
         # Clip classifiers: top-k labels, best first (pooled over windows for long items).
@@ -83,10 +90,7 @@ CLASSIFICATIONS = pa.schema(
 
 SYNTHESES = pa.schema(
     [
-        pa.field("item_id", pa.string(), nullable=False),
-        pa.field("source_uri", pa.string(), nullable=False),  # the text table
-        pa.field("member", pa.string(), nullable=False),
-        pa.field("shard", pa.string(), nullable=False),
+        *ITEM_KEYS,  # source_uri: the text table
         pa.field("text_id", pa.string()),
         pa.field("text", pa.string()),
         pa.field("normalized_text", pa.string()),  # what was spoken (numbers spelled out)
@@ -107,15 +111,7 @@ SYNTHESES = pa.schema(
         # Round trip: the named ASR task's transcript of this audio, scored against `text`.
         pa.field("roundtrip_task", pa.string()),
         pa.field("transcript", pa.string()),
-        pa.field("normalizer", pa.string()),
-        pa.field("ref_words", pa.int32()),
-        pa.field("substitutions", pa.int32()),
-        pa.field("deletions", pa.int32()),
-        pa.field("insertions", pa.int32()),
-        pa.field("wer", pa.float64()),
-        pa.field("ref_chars", pa.int32()),
-        pa.field("char_edits", pa.int32()),
-        pa.field("cer", pa.float64()),
+        *SCORE_COUNTS,
         pa.field("metadata", pa.string()),
         pa.field("run_id", pa.string(), nullable=False),
     ]
@@ -123,10 +119,7 @@ SYNTHESES = pa.schema(
 
 ERRORS = pa.schema(
     [
-        pa.field("item_id", pa.string(), nullable=False),
-        pa.field("source_uri", pa.string(), nullable=False),
-        pa.field("member", pa.string(), nullable=False),
-        pa.field("shard", pa.string(), nullable=False),
+        *ITEM_KEYS,
         # The task whose output this item is missing from; null: every task (read/decode).
         pa.field("task", pa.string()),
         pa.field("error_code", pa.string(), nullable=False),

@@ -19,7 +19,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from pipeline import columns as C
-from pipeline.schemas import TABLES, conform
+from pipeline.schemas import SCORE_COUNTS, TABLES, conform
 
 
 @dataclass(frozen=True)
@@ -84,20 +84,7 @@ def _add_errors(parts, rows: pa.Table, task: str | None, names, run_id: str) -> 
 
 
 # Round trip: an ASR task's column -> the syntheses column it fills.
-_ROUNDTRIP = {"text": "transcript"} | {
-    f: f
-    for f in (
-        "normalizer",
-        "ref_words",
-        "substitutions",
-        "deletions",
-        "insertions",
-        "wer",
-        "ref_chars",
-        "char_edits",
-        "cer",
-    )
-}
+_ROUNDTRIP = {"text": "transcript"} | {f.name: f.name for f in SCORE_COUNTS}
 
 
 def _task_rows(good: pa.Table, task: TaskInfo, run_id: str) -> pa.Table:

@@ -23,20 +23,11 @@ from pipeline.columns import REFERENCE, task_column
 from pipeline.errors import ErrorCode, RowError
 from pipeline.metrics.normalize import Normalizer, get_normalizer
 from pipeline.metrics.wer import char_edits, word_edits
+from pipeline.schemas import SCORE_COUNTS
 from pipeline.stages.base import Stage, StageOutput, healthy_mask
 
 # (field, type) added per task, in output order.
-SCORE_FIELDS: tuple[tuple[str, pa.DataType], ...] = (
-    ("normalizer", pa.string()),
-    ("ref_words", pa.int32()),
-    ("substitutions", pa.int32()),
-    ("deletions", pa.int32()),
-    ("insertions", pa.int32()),
-    ("wer", pa.float64()),
-    ("ref_chars", pa.int32()),
-    ("char_edits", pa.int32()),
-    ("cer", pa.float64()),
-)
+SCORE_FIELDS: tuple[tuple[str, pa.DataType], ...] = tuple((f.name, f.type) for f in SCORE_COUNTS)
 _NO_SCORE: dict[str, None] = {name: None for name, _ in SCORE_FIELDS}
 
 
