@@ -25,10 +25,10 @@ from pipeline.errors import ErrorCode, InputError, RowError
 from pipeline.io.idset import IdSet
 from pipeline.io.listing import WorkUnit, item_id
 from pipeline.io.manifest import read_table_file
+from pipeline.io.shards import READ_STAGE
 from pipeline.spec import InputSpec
 
 TEXT_EXTENSIONS = ("jsonl", "json", "ndjson", "csv", "tsv", "parquet")
-READ_STAGE = "read"
 
 
 def text_tables(listing: dict[str, int | None]) -> list[str]:
