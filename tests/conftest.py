@@ -9,11 +9,14 @@ workers inherit them.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -26,6 +29,8 @@ os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
 # Ray 2.60 turns on token auth for `ray start`; a test-only cluster used by this process
 # and the drivers it spawns does without (its token is not found by `ray.init(address=)`).
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+# Without it Ray advertises the machine's eth0 address instead of 127.0.0.1 (shared/FACTS.md).
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 
 BIN = Path(sys.executable).parent
 
@@ -34,6 +39,32 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def wait_for_ray_start(log: Path, proc: subprocess.Popen, timeout_s: float = 90.0) -> None:
+    """Wait until a blocking `ray start` (stdout in `log`) says its processes are up."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        text = log.read_text(errors="replace") if log.exists() else ""
+        if "Ray runtime started" in text:
+            return
+        if proc.poll() is not None:
+            raise RuntimeError(f"ray start exited with {proc.returncode}:\n{text[-2000:]}")
+        time.sleep(0.2)
+    raise RuntimeError(f"ray start did not come up within {timeout_s:.0f} s (log: {log})")
+
+
+def stop_process_group(proc: subprocess.Popen, grace_s: float = 15.0) -> None:
+    """End a process started with `start_new_session=True` and everything in its group."""
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=grace_s)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
 
 
 @pytest.fixture(scope="session")
@@ -59,14 +90,25 @@ def ray_address(tmp_path_factory):
         "--disable-usage-stats",
         f"--temp-dir={short}",
     ]
-    subprocess.run(
-        cmd, check=True, capture_output=True, env={**os.environ, "RAY_TMPDIR": str(temp)}
-    )
+    # `--block` in a process group of its own: the cluster is ended by signalling that group,
+    # never by `ray stop`, which ends every Ray process on the machine (other people's too).
+    log = temp / "ray-start.log"
+    with log.open("w") as out:
+        head = subprocess.Popen(
+            [*cmd, "--block"],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "RAY_TMPDIR": str(temp)},
+            start_new_session=True,
+        )
     address = f"127.0.0.1:{port}"
-    ray.init(address=address, logging_level="WARNING")
-    yield address
-    ray.shutdown()
-    subprocess.run([ray_bin, "stop", "--force"], capture_output=True)
+    try:
+        wait_for_ray_start(log, head)
+        ray.init(address=address, logging_level="WARNING")
+        yield address
+    finally:
+        ray.shutdown()
+        stop_process_group(head)
     shutil.rmtree(short, ignore_errors=True)
 
 
