@@ -5,6 +5,8 @@ VENV ?= .venv
 # wheels. On a GPU machine with internet, the same pin installs the CUDA build from PyPI.
 TORCH ?= torch==2.13.0
 BIN := $(VENV)/bin
+# Ray otherwise advertises the machine's eth0 address, not loopback (see the conftest).
+export RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER ?= 0
 
 .PHONY: install demo test lint format unit compat bench clean
 
