@@ -42,7 +42,7 @@ def _parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="override a spec field, e.g. --set output.uri=/tmp/out (YAML value)",
+        help="override a spec field (YAML value); numbers index lists, e.g. --set output.uri=/tmp/out --set tasks.0.batch_size=8",
     )
     run.add_argument(
         "--address", help="Ray cluster address (default: runtime.address, else a local Ray)"

@@ -69,3 +69,11 @@ def test_run_summary_names_every_written_table():
     assert "tags: 3 items in table, top labels: dog, cat" in text
     assert "tts: 2 syntheses" in text and "round-trip WER 25.00%" in text and "1 runaway" in text
     assert "/out/{classifications,syntheses,errors,runs}/" in text
+
+
+def test_bad_set_override_is_one_line_exit_2(capsys):
+    spec = str(ROOT / "jobs/demo.yaml")
+    assert main(["validate", spec, "--set", "name.x=1"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("audiobatch: error: --set name.x:") and err.count("\n") == 1
+    assert main(["validate", spec, "--set", "tasks.0.batch_size=2"]) == 0

@@ -100,3 +100,50 @@ def test_shipped_job_specs_validate(job):
 def test_every_shipped_job_spec_is_valid(path):
     spec = load_spec(path)
     assert spec.tasks and spec.output.uri
+
+
+def test_set_indexes_lists_so_task_fields_can_be_overridden(tmp_path):
+    path = tmp_path / "job.yaml"
+    path.write_text(json.dumps(MINIMAL))
+    spec = load_spec(path, {"tasks.0.batch_size": 2, "tasks.0.name": "fast"})
+    assert spec.tasks[0].batch_size == 2 and spec.tasks[0].task_name == "fast"
+
+
+@pytest.mark.parametrize(
+    ("key", "expected"),
+    [
+        (
+            "name.x",
+            "name is a str ('librispeech-ctc'), not a mapping or list, so it has no field 'x'",
+        ),
+        ("tasks.1.batch_size", "tasks is a list of 1 items; index it with 0..0, not '1'"),
+        ("tasks.first.batch_size", "not 'first'"),
+        ("tasks.-1.model", "not '-1'"),
+        ("output..uri", "empty field name"),
+        ("input.uri.deeper.still", "input.uri is a str"),
+    ],
+)
+def test_set_refuses_what_it_cannot_address_with_the_path(tmp_path, key, expected):
+    path = tmp_path / "job.yaml"
+    path.write_text(json.dumps(MINIMAL))
+    with pytest.raises(SpecError) as err:
+        load_spec(path, {key: 1})
+    assert expected in str(err.value)
+
+
+@pytest.mark.parametrize("content", ["", "- a\n- b\n", "just a string\n"])
+def test_set_on_a_spec_that_is_not_a_mapping_is_a_spec_error(tmp_path, content):
+    path = tmp_path / "job.yaml"
+    path.write_text(content)
+    with pytest.raises(SpecError, match="must be a mapping at the top level"):
+        load_spec(path, {"output.uri": "/tmp/o"})
+
+
+def test_oversized_spec_is_refused_before_parsing(tmp_path):
+    from pipeline.spec import MAX_SPEC_BYTES
+
+    path = tmp_path / "huge.yaml"
+    body = json.dumps(MINIMAL)[:-1] + ', "items": ['
+    path.write_text(body + ", ".join(['"x"'] * (MAX_SPEC_BYTES // 5)) + "]}")
+    with pytest.raises(SpecError, match="at most 1024 KiB"):
+        load_spec(path)
