@@ -177,6 +177,11 @@ def _decode_stream(container, limits: DecodeSpec, where: str, attempts: list[str
     import av
 
     stream = container.streams.audio[0]
+    if stream.codec_context is None:
+        # FFmpeg parsed the container but has no decoder for this codec (unknown WAV format
+        # tags, damaged m4a sample descriptions): nothing to decode with.
+        attempts.append(f"pyav: no decoder for the audio codec in this {container.format.name}")
+        return None
     declared_s = _declared_seconds(container, stream)
     if declared_s is not None:
         _refuse_long(declared_s, limits, where, "container declares")

@@ -244,3 +244,20 @@ def test_shorter_than_min_duration_counts_as_empty():
     err = refused(data, min_duration_s=0.5)
     assert err.code is ErrorCode.EMPTY and "min_duration_s" in str(err)
     assert decode(data, min_duration_s=0.1).duration_s == pytest.approx(0.2)
+
+
+def _wav_with_format_tag(tag: int) -> bytes:
+    data = b"\x00\x01" * 1000
+    fmt = struct.pack("<HHIIHH", tag, 1, 16000, 32000, 2, 16)
+    body = b"WAVE" + b"fmt " + struct.pack("<I", len(fmt)) + fmt
+    body += b"data" + struct.pack("<I", len(data)) + data
+    return b"RIFF" + struct.pack("<I", len(body)) + body
+
+
+@pytest.mark.parametrize("tag", [0x0000, 0x1234, 0xFFFF])
+def test_codec_ffmpeg_cannot_decode_is_undecodable_not_a_crash(tag):
+    # FFmpeg opens these WAVs but gives their stream no codec context (it used to raise
+    # AttributeError out of decode_audio).
+    err = refused(_wav_with_format_tag(tag))
+    assert err.code is ErrorCode.UNDECODABLE
+    assert "pyav: no decoder for the audio codec" in str(err)
