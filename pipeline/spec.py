@@ -85,6 +85,14 @@ class DecodeSpec(_Model):
     min_duration_s: float = Field(
         0.0, ge=0, description="Refuse items shorter than this (after decode)"
     )
+    max_batch_mb: float = Field(
+        512.0,
+        gt=0,
+        description="Decoded audio one decode task holds before it hands its rows on: a batch is "
+        "cut into blocks at this size (a block may pass it by one item, itself capped by "
+        "max_duration_s), so files that decode to far more than their size (7 KB declaring "
+        "an hour at 1 Hz is 220 MiB at 16 kHz) cannot exhaust memory",
+    )
     truncation_tolerance: float = Field(
         0.5,
         gt=0,

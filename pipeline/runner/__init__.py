@@ -11,7 +11,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -186,13 +186,19 @@ class _ActorStage:
 _TASK_STAGES: dict[str, object] = {}
 
 
-def _task_fn(stage: StagePlan, progress) -> Callable[[pa.Table], pa.Table]:
-    def fn(batch: pa.Table) -> pa.Table:
+def _task_fn(stage: StagePlan, progress) -> Callable[[pa.Table], Iterator[pa.Table]]:
+    def fn(batch: pa.Table) -> Iterator[pa.Table]:
         # Worker processes are reused: build each stage once per process, not per batch.
         instance = _TASK_STAGES.get(stage.name) or _TASK_STAGES.setdefault(
             stage.name, stage.factory()
         )
-        return _timed(instance, stage.name, progress, batch)
+        # A stage may hand its output on in several blocks (decode, by decoded bytes).
+        t = time.perf_counter()
+        for out in instance.calls(batch):
+            busy = time.perf_counter() - t
+            progress.stage.remote(stage.name, out.num_rows, C.audio_seconds(out), busy)
+            yield out
+            t = time.perf_counter()
 
     return fn
 

@@ -15,7 +15,7 @@ and decode failures use the row-level `error_*` columns and stop every task.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -128,6 +128,11 @@ class Stage(ABC):
                 batch = _record_errors(batch, self.name, at, task)
         drop = [c for c in self.drops() if c in batch.column_names]
         return batch.drop_columns(drop) if drop else batch
+
+    def calls(self, batch: pa.Table) -> Iterator[pa.Table]:
+        """The runner's entry: this stage applied to `batch`, as one or more blocks in row
+        order. One block by default; a stage whose output can dwarf its input cuts it."""
+        yield self(batch)
 
     def error_tasks(self) -> Sequence[str]:
         """Tasks this stage may record `task_errors` for (besides its own `task`)."""

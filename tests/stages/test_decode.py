@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pyarrow as pa
 import pytest
 
-from pipeline.columns import AUDIO_BYTES, AUDIO_FIELDS, ITEM_SCHEMA
+from pipeline.columns import AUDIO, AUDIO_BYTES, AUDIO_FIELDS, ITEM_SCHEMA
 from pipeline.demo.corpus import encode
 from pipeline.io.audio import decode_audio
 from pipeline.spec import DecodeSpec
@@ -132,3 +138,72 @@ def test_stage_declares_its_columns():
     assert stage.name == "decode"
     assert list(stage.reads()) == list(stage.drops()) == [AUDIO_BYTES]
     assert stage.adds() == pa.schema(AUDIO_FIELDS)
+
+
+def hostile_wav(frames: int, rate: int = 1) -> bytes:
+    """A tiny PCM WAV at `rate` Hz: `frames` samples that resample to frames * 16000 / rate."""
+    data = b"\x10\x00" * frames
+    fmt = struct.pack("<HHIIHH", 1, 1, rate, rate * 2, 2, 16)
+    body = b"WAVE" + b"fmt " + struct.pack("<I", len(fmt)) + fmt
+    body += b"data" + struct.pack("<I", len(data)) + data
+    return b"RIFF" + struct.pack("<I", len(body)) + body
+
+
+def test_calls_cut_a_batch_into_blocks_by_decoded_bytes_keeping_every_row_in_order():
+    # 344 bytes each, 9.2 MiB each once decoded at 16 kHz.
+    big = hostile_wav(150)
+    entries = [(big, None), (GOOD_FLAC, None), (b"junk", None), (None, "read_failed")] * 4
+    stage = DecodeStage(DecodeSpec(max_batch_mb=16), RATE)
+    blocks = list(stage.calls(batch(entries)))
+    # Every second hostile item takes a block past 16 MiB and closes it.
+    assert [b.num_rows for b in blocks] == [5, 8, 3]
+    out = pa.concat_tables(blocks)
+    assert out.column("item_id").to_pylist() == [f"id{i}" for i in range(16)]
+    assert all(b.column(AUDIO).nbytes <= 2 * 150 * 16000 * 4 + 2**20 for b in blocks)
+    codes = out.column("error_code").to_pylist()
+    assert codes == [None, None, "undecodable", "read_failed"] * 4
+    whole = stage(batch(entries))  # the same rows as one call
+    for i in (0, 1):
+        assert np.array_equal(out.column(AUDIO)[i].values, whole.column(AUDIO)[i].values)
+
+
+def test_calls_yield_one_block_for_ordinary_batches_and_an_empty_one_for_none():
+    stage = DecodeStage(DecodeSpec(), RATE)
+    assert [b.num_rows for b in stage.calls(batch([(GOOD_FLAC, None)] * 5))] == [5]
+    assert [b.num_rows for b in stage.calls(batch([]))] == [0]
+
+
+_HOSTILE_RUN = """
+import resource, sys
+import pyarrow as pa
+from pipeline.spec import DecodeSpec
+from pipeline.stages.decode import DecodeStage
+from tests.stages.test_decode import batch, hostile_wav
+
+stage = DecodeStage(DecodeSpec(max_batch_mb=64), 16000)
+rows, decoded = 0, 0
+for block in stage.calls(batch([(hostile_wav(300), None)] * 64)):
+    rows += block.num_rows
+    decoded += block.column("audio").nbytes
+    del block
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+print(rows, decoded, peak)
+"""
+
+
+def test_64_hostile_files_in_one_batch_stay_under_a_memory_bound():
+    # 64 x 644 bytes that decode to 1.1 GiB together: held at once (one call holds them
+    # all, twice) they pass the bound; cut by max_batch_mb=64 they stay far below it.
+    root = Path(__file__).resolve().parents[2]
+    out = subprocess.run(
+        [sys.executable, "-c", _HOSTILE_RUN],
+        capture_output=True,
+        text=True,
+        cwd=root,
+        env={**os.environ, "PYTHONPATH": str(root)},
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    rows, decoded, peak = map(int, out.stdout.split())
+    assert rows == 64 and decoded > 2**30
+    assert peak < 700 * 2**20, f"peak RSS {peak / 2**20:.0f} MiB"
