@@ -73,6 +73,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("folder", nargs="?", default=".demo")
     demo.set_defaults(func=_demo_assets)
+
+    from pipeline.cluster.commands import add_cluster_commands
+
+    add_cluster_commands(sub, load=_load)
     return p
 
 

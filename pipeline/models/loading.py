@@ -39,6 +39,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 DEFAULT_CACHE = "~/.cache/audiobatch/models"
+# Where a node keeps its copies of object-storage models; a pod sets it to its own volume.
+CACHE_ENV = "AUDIOBATCH_MODEL_CACHE"
 _HUB_ID = re.compile(r"^[\w.-]+(/[\w.-]+)?$")
 
 
@@ -47,18 +49,25 @@ def resolve_model(
 ) -> str:
     """What to hand `from_pretrained`: a local folder, or a hub id unchanged.
 
-    Object-storage prefixes are copied into `cache_dir` (default `~/.cache/audiobatch/
-    models`) under a hash of the URI and revision, once per node: concurrent callers
-    wait on a file lock and the copy appears by an atomic rename, so nobody loads a
-    half-copied folder.
+    Object-storage prefixes are copied into `cache_dir` (default: `$AUDIOBATCH_MODEL_CACHE`,
+    else `~/.cache/audiobatch/models`) under a hash of the URI and revision, once per
+    node: concurrent callers wait on a file lock and the copy appears by an atomic
+    rename, so nobody loads a half-copied folder. Nodes share no disk for this.
     """
     if is_remote(uri):
-        return _cached_copy(uri, revision, storage, Path(cache_dir or DEFAULT_CACHE).expanduser())
-    local = uri.removeprefix("file://")
-    path = Path(local).expanduser()
-    if path.exists() or local.startswith(("/", ".", "~")) or not _HUB_ID.match(local):
-        return str(_checked_folder(path, uri))
+        root = cache_dir or os.environ.get(CACHE_ENV) or DEFAULT_CACHE
+        return _cached_copy(uri, revision, storage, Path(root).expanduser())
+    if not is_hub_id(uri):
+        return str(_checked_folder(Path(uri.removeprefix("file://")).expanduser(), uri))
     return uri
+
+
+def is_hub_id(uri: str) -> bool:
+    """True when `uri` names a Hugging Face hub repo, not a folder here or object storage."""
+    if is_remote(uri) or uri.startswith("file://"):
+        return False
+    path = Path(uri).expanduser()
+    return not (path.exists() or uri.startswith(("/", ".", "~")) or not _HUB_ID.match(uri))
 
 
 def _checked_folder(path: Path, uri: str) -> Path:
