@@ -17,6 +17,7 @@ LoadSpec = Callable[[argparse.Namespace], JobSpec]
 
 def add_cluster_commands(sub, load: LoadSpec) -> None:
     """Register `submit` and `render` on the CLI's subparsers; `load` applies `--set`."""
+    _add_submit(sub, load)
     _add_render(sub, load)
 
 
