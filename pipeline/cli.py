@@ -16,9 +16,9 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return args.func(args)
-    except AudiobatchError as exc:
+    except AudiobatchError as exc:  # exit codes: README "Exit codes"
         print(f"audiobatch: error: {exc}", file=sys.stderr)
-        return 2
+        return exc.exit_code
     except KeyboardInterrupt:
         print(
             "audiobatch: interrupted; re-run the same spec to resume where it stopped",
@@ -107,14 +107,15 @@ def _validate(args) -> int:
 
 def _run(args) -> int:
     spec = _load(args)
-    from pipeline.io.storage import arrow_filesystem
+    from pipeline.io.storage import arrow_filesystem, storage_errors
     from pipeline.reports.report import build_report, write_report
     from pipeline.runner import run_job
 
     result = run_job(spec)
-    fs, root = arrow_filesystem(spec.output.uri, spec.output.storage)
-    report = build_report(fs, root)
-    write_report(fs, root, report)
+    with storage_errors(spec.output.uri, "output", spec.output.storage):
+        fs, root = arrow_filesystem(spec.output.uri, spec.output.storage)
+        report = build_report(fs, root)
+        write_report(fs, root, report)
     print(_summary(result, report, spec.output.uri))
     return 0
 

@@ -40,7 +40,10 @@ class RowError:
 
 
 class AudiobatchError(Exception):
-    """Base of everything audiobatch raises on purpose."""
+    """Base of everything audiobatch raises on purpose. `exit_code` is what the
+    command exits with (README "Exit codes"): 2 for a spec, config or input problem."""
+
+    exit_code = 2
 
 
 class SpecError(AudiobatchError):
@@ -66,3 +69,10 @@ class AudioDecodeError(AudiobatchError):
 
     def as_row_error(self) -> RowError:
         return RowError(self.code, str(self))
+
+
+class StorageError(AudiobatchError):
+    """Object storage did not answer or refused us: the message names the URI and what to
+    check. Exit code 5, so schedulers can tell an outage from a bad spec."""
+
+    exit_code = 5

@@ -34,6 +34,14 @@ class StorageOptions(_Model):
     )
     region: str | None = Field(None, description="Object-storage region")
     anon: bool = Field(False, description="Anonymous (unsigned) access, for public buckets")
+    timeout_s: float = Field(
+        120.0,
+        gt=0,
+        le=3600,
+        description="Most seconds one object may take, connects, reads and retries together: an "
+        "input file past it becomes a read_failed row, an output write past it fails the run. "
+        "The first contact with the storage is bounded by the smaller of this and 30 s",
+    )
 
 
 class InputSpec(_Model):

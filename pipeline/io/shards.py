@@ -18,7 +18,7 @@ from pipeline.columns import ITEM_SCHEMA
 from pipeline.errors import ErrorCode, InputError, RowError
 from pipeline.io.idset import IdSet
 from pipeline.io.listing import WorkUnit, item_id
-from pipeline.io.storage import filesystem
+from pipeline.io.storage import filesystem, is_storage_failure, read_object
 from pipeline.spec import InputSpec
 
 READ_STAGE = "read"
@@ -92,24 +92,28 @@ def read_unit(
 def _read_files(unit: WorkUnit, spec: InputSpec, max_bytes: int, rows: _Rows) -> Iterator[None]:
     fs, _ = filesystem(spec.uri, spec.storage)
     for e in unit.files:
-        data, error = _fetch(fs, e.uri, e.size, max_bytes)
+        data, error = _fetch(fs, e.uri, e.size, max_bytes, spec.storage.timeout_s)
         rows.add(e.uri, "", e.shard, data, text=e.text, metadata=e.metadata, error=error)
         yield
 
 
-def _fetch(fs, uri: str, size: int | None, max_bytes: int) -> tuple[bytes | None, RowError | None]:
+def _fetch(
+    fs, uri: str, size: int | None, max_bytes: int, timeout_s: float
+) -> tuple[bytes | None, RowError | None]:
     path = fs._strip_protocol(uri)
     if size is not None and size > max_bytes:
         return None, RowError(
             ErrorCode.TOO_LARGE, f"{uri} is {size / 2**20:.1f} MiB, over decode.max_file_mb"
         )
     try:
-        return fs.cat_file(path), None
+        return read_object(fs, path, timeout_s), None
     except FileNotFoundError:
         return None, RowError(
             ErrorCode.MISSING_AUDIO, f"{uri} is listed in the manifest but does not exist"
         )
-    except (OSError, PermissionError) as exc:
+    except Exception as exc:
+        if not is_storage_failure(exc):  # (timeouts, refused connections, botocore errors)
+            raise
         return None, RowError(
             ErrorCode.READ_FAILED, f"could not read {uri}: {type(exc).__name__}: {exc}"
         )

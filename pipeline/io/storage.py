@@ -4,16 +4,30 @@ Reads go through fsspec; Ray's writers and checkpoints take a pyarrow filesystem
 which here wraps the same fsspec instance so both sides see one configuration.
 Credentials are never passed explicitly (they would end up inside pickled
 filesystems and Ray task arguments, FACTS.md): the default AWS/GCP chain applies.
+
+Time is bounded twice. Each request has botocore's connect/read timeouts and its
+retries (enough for 20% 503s), but s3fs retries around botocore's retries, so one
+stalled object could take many minutes (11 attempts in 327 s, issue 16). So every
+object read and output write also runs under a wall-clock deadline of the storage's
+`timeout_s` (`bounded`), the first contact with a storage is a short `probe`, and
+storage failures on the driver become one-line `StorageError`s naming the URI.
 """
 
 from __future__ import annotations
 
+import contextlib
 import posixpath
-from typing import TYPE_CHECKING
+import threading
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, TypeVar
 
 import fsspec
 
+from pipeline.errors import StorageError
 from pipeline.spec import StorageOptions
+
+T = TypeVar("T")
+PROBE_S = 30.0  # first contact with a storage: an endpoint that does not answer fails fast
 
 if TYPE_CHECKING:
     import pyarrow.fs
@@ -92,3 +106,87 @@ def join(uri: str, *parts: str) -> str:
 def _is_local(fs: fsspec.AbstractFileSystem) -> bool:
     protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
     return protocol in ("file", "local")
+
+
+def bounded(fn: Callable[[], T], seconds: float, what: str) -> T:
+    """`fn()`, or TimeoutError once `seconds` have passed without it returning.
+
+    The call runs in a daemon thread; one that overruns is abandoned (its own request
+    timeouts end it later), so a caller never waits past the deadline."""
+    result: dict = {}
+    done = threading.Event()
+
+    def run() -> None:
+        try:
+            result["value"] = fn()
+        except BaseException as exc:  # re-raised in the caller's thread
+            result["error"] = exc
+        finally:
+            done.set()
+
+    threading.Thread(target=run, name=f"bounded {what}"[:60], daemon=True).start()
+    if not done.wait(seconds):
+        raise TimeoutError(f"{what}: no answer within {seconds:g} s")
+    if "error" in result:
+        raise result["error"]
+    return result["value"]
+
+
+def read_object(fs: fsspec.AbstractFileSystem, path: str, timeout_s: float) -> bytes:
+    """The whole object at `path`; on object storage within `timeout_s` or TimeoutError."""
+    if _is_local(fs):
+        return fs.cat_file(path)
+    return bounded(lambda: fs.cat_file(path), timeout_s, f"reading {path}")
+
+
+def probe(uri: str, storage: StorageOptions | None, what: str) -> None:
+    """Raise StorageError unless the storage behind `uri` answers one request quickly.
+
+    A missing object or prefix is an answer (the caller says what is missing)."""
+    if not is_remote(uri):
+        return
+    storage = storage or StorageOptions()
+    with storage_errors(uri, what, storage):
+        fs, path = filesystem(uri, storage)
+
+        def ask() -> None:
+            with contextlib.suppress(FileNotFoundError):
+                fs.info(path)
+
+        bounded(ask, min(storage.timeout_s, PROBE_S), f"{what} {uri}")
+
+
+@contextlib.contextmanager
+def storage_errors(uri: str, what: str, storage: StorageOptions | None = None) -> Iterator[None]:
+    """Turn a storage failure (timeouts, refused connections, botocore errors, I/O errors)
+    inside the block into one StorageError naming `what`, the URI and what to check."""
+    try:
+        yield
+    except StorageError:
+        raise
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        raise  # the caller knows what a missing path means here
+    except Exception as exc:
+        if not is_storage_failure(exc):
+            raise
+        endpoint = (storage.endpoint_url if storage else None) or "the default endpoint"
+        raise StorageError(
+            f"{what} {uri}: storage failed ({type(exc).__name__}: {_first_line(exc)}); check "
+            f"that {endpoint} is up and reachable and that credentials allow access"
+        ) from None
+
+
+def is_storage_failure(exc: BaseException) -> bool:
+    """True for what storage raises when it fails (as opposed to a bug of ours)."""
+    if isinstance(exc, OSError | TimeoutError | ConnectionError):
+        return True
+    try:
+        from botocore.exceptions import BotoCoreError, ClientError
+    except ImportError:  # no S3 support installed: nothing botocore-shaped can be raised
+        return False
+    return isinstance(exc, BotoCoreError | ClientError)
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:300] if text else "no message"

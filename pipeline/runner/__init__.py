@@ -21,10 +21,17 @@ import ray.data
 from ray.data.checkpoint import CheckpointConfig
 
 from pipeline import columns as C
-from pipeline.errors import AudiobatchError
+from pipeline.errors import AudiobatchError, StorageError
 from pipeline.io.idset import IdSet
 from pipeline.io.listing import plan_input
-from pipeline.io.storage import arrow_filesystem, join
+from pipeline.io.storage import (
+    arrow_filesystem,
+    bounded,
+    is_storage_failure,
+    join,
+    probe,
+    storage_errors,
+)
 from pipeline.io.tables import partition_dir, write_parquet
 from pipeline.plan import Plan, StagePlan, build_plan
 from pipeline.progress import Counters
@@ -53,8 +60,12 @@ def run_job(spec: JobSpec, *, out: Callable[[str], None] = print) -> RunResult:
     started, t0 = datetime.now(UTC), time.monotonic()
     plan = build_plan(spec)
     out_fs, out_root = arrow_filesystem(spec.output.uri, spec.output.storage)
-    done = IdSet(committed_ids(out_fs, f"{out_root}/{CHECKPOINT_DIR}", C.ITEM_ID))
-    inputs = plan_input(spec.input, spec.runtime.read_batch_items, done)
+    probe(spec.output.uri, spec.output.storage, "output")
+    probe(spec.input.uri, spec.input.storage, "input")
+    with storage_errors(spec.output.uri, "output", spec.output.storage):
+        done = IdSet(committed_ids(out_fs, f"{out_root}/{CHECKPOINT_DIR}", C.ITEM_ID))
+    with storage_errors(spec.input.uri, "input", spec.input.storage):
+        inputs = plan_input(spec.input, spec.runtime.read_batch_items, done)
     out(_header(run_id, inputs, plan, done, spec.output.uri))
     status, counters, message = "succeeded", Counters(), "nothing to do"
     if inputs.units:
@@ -66,7 +77,23 @@ def run_job(spec: JobSpec, *, out: Callable[[str], None] = print) -> RunResult:
     else:
         out("nothing to do: every input item is already in the output")
     wall = time.monotonic() - t0
-    _write_run_row(spec, run_id, started, status, counters, wall, message, out_fs, out_root)
+    try:
+        bounded(
+            lambda: _write_run_row(
+                spec, run_id, started, status, counters, wall, message, out_fs, out_root
+            ),
+            spec.output.storage.timeout_s,
+            f"writing the runs row to {spec.output.uri}",
+        )
+    except Exception as exc:
+        if not is_storage_failure(exc):
+            raise
+        what = f"run {run_id} {status}" + (f" ({message})" if status != "succeeded" else "")
+        raise StorageError(
+            f"{what}, but its runs row could not be written to {spec.output.uri}: "
+            f"{type(exc).__name__}: {exc}; check that the output storage is reachable, then "
+            "re-run (it resumes)"
+        ) from None
     if status != "succeeded":
         raise RunFailed(f"run {run_id} failed: {message}")
     return RunResult(run_id, status, counters, wall, spec.output.uri)
@@ -74,6 +101,8 @@ def run_job(spec: JobSpec, *, out: Callable[[str], None] = print) -> RunResult:
 
 class RunFailed(AudiobatchError):
     """The Ray job raised; the runs table has a `failed` row, and a re-run resumes."""
+
+    exit_code = 3
 
 
 def _header(run_id: str, inputs, plan: Plan, done: IdSet, output_uri: str) -> str:
@@ -99,7 +128,14 @@ def _execute(spec: JobSpec, plan: Plan, inputs, done: IdSet, run_id, out_fs, out
     progress = ProgressActor.remote()
     ds = _dataset(spec, plan, inputs, done, progress)
     sink_root = spec.output.uri if "://" in spec.output.uri else out_root
-    sink = TablesDatasink(sink_root, out_fs, tasks=plan.tasks, run_id=run_id, progress=progress)
+    sink = TablesDatasink(
+        sink_root,
+        out_fs,
+        tasks=plan.tasks,
+        run_id=run_id,
+        progress=progress,
+        timeout_s=spec.output.storage.timeout_s if "://" in spec.output.uri else None,
+    )
     totals = {"total_items": inputs.total_items, "total_bytes": inputs.total_bytes}
     interval = spec.runtime.progress_interval_s
     printer = ProgressPrinter(progress, interval_s=interval, out=out, **totals).start()

@@ -19,17 +19,28 @@ from ray.data.datasource.file_datasink import _FileDatasink
 from ray.data.datasource.filename_provider import _split_base_and_ext
 
 from pipeline.columns import ERROR_CODE, INPUT_BYTES, audio_seconds
+from pipeline.io.storage import bounded
 from pipeline.io.tables import TaskInfo, partition_dir, split_batch, write_parquet
 from pipeline.schemas import TABLES
 
 
 class TablesDatasink(_FileDatasink):
-    def __init__(self, root: str, filesystem, *, tasks: list[TaskInfo], run_id: str, progress=None):
+    def __init__(
+        self,
+        root: str,
+        filesystem,
+        *,
+        tasks: list[TaskInfo],
+        run_id: str,
+        progress=None,
+        timeout_s: float | None = None,
+    ):
         super().__init__(root, filesystem=filesystem, file_format="parquet")
         self._fs = filesystem  # the unwrapped one: write_parquet picks its strategy by type
         self._tasks = tasks
         self._run_id = run_id
         self._progress = progress
+        self._timeout_s = timeout_s  # object storage: a stalled write fails the task (and run)
 
     def write_block(self, block: BlockAccessor, block_index: int, ctx) -> None:
         filename = self.filename_provider.get_filename_for_task(
@@ -39,7 +50,16 @@ class TablesDatasink(_FileDatasink):
         batch = block.to_arrow()
         for (table, value), rows in split_batch(batch, self._tasks, self._run_id).items():
             folder = partition_dir(self.path, table, TABLES[table][1], value)
-            write_parquet(self._fs, posixpath.join(folder, f"{base}.parquet"), rows)
+            path = posixpath.join(folder, f"{base}.parquet")
+            if self._timeout_s is None:
+                write_parquet(self._fs, path, rows)
+            else:  # a late write is harmless: this task's checkpoint stays pending, so
+                # the next run deletes its files (module docstring)
+                bounded(
+                    lambda p=path, r=rows: write_parquet(self._fs, p, r),
+                    self._timeout_s,
+                    f"writing {path}",
+                )
         if self._progress is not None:
             self._progress.written.remote(_written_stats(batch))
 

@@ -3,14 +3,19 @@ storage faults and killed work, each ending with every item exactly once in a ta
 
 from __future__ import annotations
 
+import collections
+import re
+
+import fsspec
 import pytest
 
 from pipeline.demo.corpus import build_files_corpus
 from pipeline.demo.tiny_models import build_tiny_ctc
 from pipeline.io.storage import arrow_filesystem
 from pipeline.io.tables import read_table
-from pipeline.runner import run_job
-from pipeline.spec import parse_spec
+from pipeline.runner import RunFailed, run_job
+from pipeline.spec import StorageOptions, parse_spec
+from tests.faultproxy import FaultProxy, Faults
 from tests.stages.test_decode import hostile_wav
 
 pytestmark = pytest.mark.integration
@@ -66,3 +71,89 @@ def test_hostile_files_that_decode_to_far_more_than_their_size_are_cut_into_bloc
     landed, codes = _landed(out)
     assert len(landed) == len(set(landed)) == len(items) + 8
     assert not codes
+
+
+def _s3_spec(bucket: str, input_url: str, output_url: str, model: str, **storage):
+    return parse_spec(
+        {
+            "name": "rel",
+            "input": {
+                "uri": f"s3://{bucket}/corpus/",
+                "manifest": f"s3://{bucket}/corpus/manifest.jsonl",
+                "storage": {"endpoint_url": input_url, **storage},
+            },
+            "tasks": [{"kind": "ctc", "model": model, "batch_size": 8, "chunk_length_s": 4}],
+            "output": {"uri": f"s3://{bucket}/out/", "storage": {"endpoint_url": output_url}},
+            "runtime": {"read_batch_items": 8, "decode_batch_size": 8, "progress_interval_s": 60},
+        }
+    )
+
+
+def _s3_landed(bucket: str, endpoint: str) -> tuple[list[str], dict[str, str], list[dict]]:
+    fs, root = arrow_filesystem(f"s3://{bucket}/out/", StorageOptions(endpoint_url=endpoint))
+    rows, errors = read_table(fs, root, "transcripts"), read_table(fs, root, "errors")
+    runs = read_table(fs, root, "runs")
+    ids = [] if rows is None else rows.column("item_id").to_pylist()
+    codes = (
+        {}
+        if errors is None
+        else dict(zip(_col(errors, "source_uri"), _col(errors, "error_code"), strict=True))
+    )
+    return ids + _col(errors, "item_id"), codes, [] if runs is None else runs.to_pylist()
+
+
+def _col(table, name: str) -> list:
+    return [] if table is None else table.column(name).to_pylist()
+
+
+def test_r5_503s_and_resets_on_input_and_output_leave_every_item_exactly_once(
+    ray_address, s3_bucket, tiny_model
+):
+    endpoint, bucket = s3_bucket
+    fs = fsspec.filesystem("s3", client_kwargs={"endpoint_url": endpoint})
+    items = build_files_corpus(f"{bucket}/corpus", n_items=30, seed=6, broken=True, fs=fs)
+    with FaultProxy(endpoint, Faults(error_share=0.2, reset_share=0.05, seed=6)) as proxy:
+        result = run_job(_s3_spec(bucket, proxy.url, proxy.url, tiny_model), out=lambda _: None)
+        counts = dict(proxy.faults.counts)
+    assert result.status == "succeeded" and counts["error"] > 20
+    landed, codes, _ = _s3_landed(bucket, endpoint)
+    assert len(landed) == len(set(landed)) == len(items)
+    expected = collections.Counter(str(it.expected) for it in items if it.expected != "ok")
+    assert collections.Counter(codes.values()) == expected
+
+
+def test_r7_a_stalled_get_becomes_read_failed_and_the_run_succeeds(
+    ray_address, s3_bucket, tiny_model
+):
+    endpoint, bucket = s3_bucket
+    fs = fsspec.filesystem("s3", client_kwargs={"endpoint_url": endpoint})
+    items = build_files_corpus(f"{bucket}/corpus", n_items=10, seed=7, fs=fs)
+    stalled = items[3].path
+    with FaultProxy(endpoint, Faults(stall=rf"GET /{bucket}/corpus/{re.escape(stalled)}")) as px:
+        spec = _s3_spec(bucket, px.url, endpoint, tiny_model, timeout_s=5)
+        result = run_job(spec, out=lambda _: None)
+    assert result.status == "succeeded"
+    landed, codes, _ = _s3_landed(bucket, endpoint)
+    assert len(landed) == len(set(landed)) == len(items)
+    assert codes == {f"s3://{bucket}/corpus/{stalled}": "read_failed"}
+
+
+def test_r7_a_stalled_output_write_fails_the_run_with_a_failed_runs_row(
+    ray_address, s3_bucket, tiny_model
+):
+    endpoint, bucket = s3_bucket
+    fs = fsspec.filesystem("s3", client_kwargs={"endpoint_url": endpoint})
+    build_files_corpus(f"{bucket}/corpus", n_items=6, seed=8, fs=fs)
+    with FaultProxy(endpoint, Faults(stall=rf"PUT /{bucket}/out/transcripts/")) as px:
+        spec = _s3_spec(bucket, endpoint, px.url, tiny_model)
+        spec = spec.model_copy(
+            update={
+                "output": spec.output.model_copy(
+                    update={"storage": StorageOptions(endpoint_url=px.url, timeout_s=5)}
+                )
+            }
+        )
+        with pytest.raises(RunFailed, match="no answer within 5 s"):
+            run_job(spec, out=lambda _: None)
+    _, _, runs = _s3_landed(bucket, endpoint)
+    assert [r["status"] for r in runs] == ["failed"]
