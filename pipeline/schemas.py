@@ -145,7 +145,7 @@ RUNS = pa.schema(
         pa.field("versions", pa.string(), nullable=False),  # JSON: package -> version
         pa.field("started_at", pa.timestamp("us", tz="UTC"), nullable=False),
         pa.field("ended_at", pa.timestamp("us", tz="UTC"), nullable=False),
-        pa.field("status", pa.string(), nullable=False),  # succeeded | failed
+        pa.field("status", pa.string(), nullable=False),  # succeeded | failed | interrupted
         pa.field("items", pa.int64(), nullable=False),  # items this run wrote (ok + errors)
         pa.field("items_ok", pa.int64(), nullable=False),
         pa.field("items_failed", pa.int64(), nullable=False),

@@ -7,7 +7,6 @@ on `item_id` so a re-run (after a crash or after success) processes each item on
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 import uuid
@@ -32,14 +31,13 @@ from pipeline.io.storage import (
     probe,
     storage_errors,
 )
-from pipeline.io.tables import partition_dir, write_parquet
 from pipeline.plan import Plan, StagePlan, build_plan
 from pipeline.progress import Counters
 from pipeline.runner.checkpoint import CleanupOnlyCheckpointManager, committed_ids
 from pipeline.runner.datasink import TablesDatasink
 from pipeline.runner.datasource import AudioShardDatasource
 from pipeline.runner.progress_actor import ProgressActor, ProgressPrinter
-from pipeline.schemas import conform
+from pipeline.runner.run_record import RunRecord, record_interrupted
 from pipeline.spec import JobSpec, RuntimeSpec
 
 CHECKPOINT_DIR = "_checkpoint"
@@ -66,22 +64,27 @@ def run_job(spec: JobSpec, *, out: Callable[[str], None] = print) -> RunResult:
         done = IdSet(committed_ids(out_fs, f"{out_root}/{CHECKPOINT_DIR}", C.ITEM_ID))
     with storage_errors(spec.input.uri, "input", spec.input.storage):
         inputs = plan_input(spec.input, spec.runtime.read_batch_items, done)
+    record = RunRecord(spec, run_id, started, out_fs, out_root)
+    with storage_errors(spec.output.uri, "output", spec.output.storage):
+        quiet = max(60.0, 3 * spec.runtime.progress_interval_s)
+        gone = record_interrupted(out_fs, out_root, run_id, quiet_s=quiet)
+        bounded(lambda: record.tick(Counters(), 0.0), spec.output.storage.timeout_s, "runs row")
+    if gone:
+        out(f"recorded {len(gone)} earlier run(s) as interrupted in runs: {', '.join(gone)}")
     out(_header(run_id, inputs, plan, done, spec.output.uri))
     status, counters, message = "succeeded", Counters(), "nothing to do"
     if inputs.units:
         _init_ray(spec.runtime)
         _check_fits(plan, ray.cluster_resources())
         status, counters, message = _execute(
-            spec, plan, inputs, done, run_id, out_fs, out_root, out
+            spec, plan, inputs, done, run_id, out_fs, out_root, out, record
         )
     else:
         out("nothing to do: every input item is already in the output")
     wall = time.monotonic() - t0
     try:
         bounded(
-            lambda: _write_run_row(
-                spec, run_id, started, status, counters, wall, message, out_fs, out_root
-            ),
+            lambda: record.finish(status, counters, wall, message),
             spec.output.storage.timeout_s,
             f"writing the runs row to {spec.output.uri}",
         )
@@ -114,7 +117,7 @@ def _header(run_id: str, inputs, plan: Plan, done: IdSet, output_uri: str) -> st
     return line + (f"; {len(done):,} items already done in {output_uri}" if len(done) else "")
 
 
-def _execute(spec: JobSpec, plan: Plan, inputs, done: IdSet, run_id, out_fs, out_root, out):
+def _execute(spec: JobSpec, plan: Plan, inputs, done: IdSet, run_id, out_fs, out_root, out, record):
     """Build the Ray Data pipeline, write it through the checkpointed sink, report progress."""
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False
@@ -136,9 +139,18 @@ def _execute(spec: JobSpec, plan: Plan, inputs, done: IdSet, run_id, out_fs, out
         progress=progress,
         timeout_s=spec.output.storage.timeout_s if "://" in spec.output.uri else None,
     )
-    totals = {"total_items": inputs.total_items, "total_bytes": inputs.total_bytes}
+    # A texts row's input_bytes are its text's, not its table's share: no byte fraction.
+    total_bytes = None if inputs.format == "texts" else inputs.total_bytes
+    totals = {"total_items": inputs.total_items, "total_bytes": total_bytes}
     interval = spec.runtime.progress_interval_s
-    printer = ProgressPrinter(progress, interval_s=interval, out=out, **totals).start()
+    t0 = time.monotonic()
+    printer = ProgressPrinter(
+        progress,
+        interval_s=interval,
+        out=out,
+        on_tick=lambda c: record.tick(c, time.monotonic() - t0),
+        **totals,
+    ).start()
     status, message = "failed", None
     try:
         ds.write_datasink(sink)
@@ -272,31 +284,3 @@ def _apply(ds, stage: StagePlan, progress, has_gpu: bool):
 
 def _no_extra_args() -> dict:
     return {}
-
-
-def _write_run_row(
-    spec: JobSpec, run_id, started, status, c: Counters, wall, message, fs, root
-) -> None:
-    from pipeline.versions import versions
-
-    row = {
-        "run_id": run_id,
-        "spec_hash": spec.spec_hash(),
-        "spec_json": spec.model_dump_json(),
-        "versions": json.dumps(versions()),
-        "started_at": started,
-        "ended_at": datetime.now(UTC),
-        "status": status,
-        "items": c.items,
-        "items_ok": c.items - c.failed,
-        "items_failed": c.failed,
-        "audio_s": c.audio_s,
-        "wall_s": wall,
-        "stages": [
-            {"stage": k, "items": v.items, "audio_s": v.audio_s, "busy_s": v.busy_s}
-            for k, v in c.stages.items()
-        ],
-        "message": message,
-    }
-    table = conform(pa.Table.from_pylist([row]), "runs")
-    write_parquet(fs, f"{partition_dir(root, 'runs', 'job', spec.name)}/{run_id}.parquet", table)

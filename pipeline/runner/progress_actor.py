@@ -37,8 +37,10 @@ class ProgressPrinter:
         total_bytes: int | None,
         interval_s: float,
         out: Callable[[str], None],
+        on_tick: Callable[[Counters], None] | None = None,
     ):
         self._actor, self._out, self._interval = actor, out, interval_s
+        self._on_tick = on_tick  # e.g. keeping the run's stand-in runs row current
         self._totals = {"total_items": total_items, "total_bytes": total_bytes}
         self._stop = threading.Event()
         self._start = time.monotonic()
@@ -62,3 +64,8 @@ class ProgressPrinter:
             except Exception:  # progress must never break the job
                 continue
             self._out(format_line(counters, time.monotonic() - self._start, **self._totals))
+            if self._on_tick is not None:
+                try:
+                    self._on_tick(counters)
+                except Exception:  # nor may what is done with it
+                    continue

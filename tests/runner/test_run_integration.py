@@ -170,3 +170,6 @@ def test_killed_driver_then_rerun_leaves_each_item_once(ray_address, tmp_path, t
     assert not dupes, f"{len(dupes)} items landed twice"
     assert len(landed) == len(items)
     assert not list(out.rglob("*.tmp")), "no half-written files are left behind"
+    # The killed run is in `runs` too, recorded by the re-run.
+    statuses = sorted(read_table(fs, str(out), "runs").column("status").to_pylist())
+    assert statuses == ["interrupted", "succeeded"]
