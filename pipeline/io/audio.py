@@ -112,6 +112,14 @@ def _try_soundfile(data: bytes, limits: DecodeSpec, where: str, attempts: list[s
     # libsndfile clamps a WAV's frame count to the bytes present, hiding a cut
     # file; the RIFF header still says how long it was meant to be.
     declared = _riff_declared_frames(data) if fmt.startswith("wav/") else None
+    if fmt.startswith("ogg/") and not _ogg_ends(data):
+        # An Ogg stream declares no length, and a cut one decodes short without error;
+        # but its last page carries the end-of-stream flag, so a missing one says "cut".
+        raise AudioDecodeError(
+            ErrorCode.TRUNCATED,
+            f"{where}the Ogg stream breaks off after {len(samples) / rate:.2f} s without its "
+            "end-of-stream page (file cut short?)",
+        )
     return _Raw(samples, rate, declared or frames, fmt)
 
 
@@ -155,6 +163,17 @@ def _riff_declared_frames(data: bytes) -> int | None:
             return size // block_align if known else None
         pos += 8 + size + (size & 1)
     return None
+
+
+def _ogg_ends(data: bytes) -> bool:
+    """True if the last Ogg page is complete and flagged end-of-stream (RFC 3533)."""
+    pos = data.rfind(b"OggS\x00")
+    if pos < 0 or pos + 27 > len(data):
+        return False
+    segments = data[pos + 26]
+    table = data[pos + 27 : pos + 27 + segments]
+    complete = len(table) == segments and pos + 27 + segments + sum(table) <= len(data)
+    return complete and bool(data[pos + 5] & 0x04)
 
 
 def _try_pyav(data: bytes, limits: DecodeSpec, where: str, attempts: list[str]) -> _Raw | None:

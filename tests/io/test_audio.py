@@ -261,3 +261,14 @@ def test_codec_ffmpeg_cannot_decode_is_undecodable_not_a_crash(tag):
     err = refused(_wav_with_format_tag(tag))
     assert err.code is ErrorCode.UNDECODABLE
     assert "pyav: no decoder for the audio codec" in str(err)
+
+
+@pytest.mark.parametrize("fmt", ["ogg", "opus"])
+@pytest.mark.parametrize("share", [0.3, 0.9])
+def test_an_ogg_stream_cut_short_is_truncated_not_silently_short(fmt, share):
+    rng = np.random.default_rng(0)
+    x = (sine(TARGET, 8.0) + 0.05 * rng.standard_normal(8 * TARGET)).astype(np.float32)
+    whole = encode(x, TARGET, fmt)
+    assert decode(whole).duration_s == pytest.approx(8.0, abs=0.05)  # complete: no complaint
+    err = refused(whole[: int(len(whole) * share)])
+    assert err.code is ErrorCode.TRUNCATED and "end-of-stream page" in str(err)
