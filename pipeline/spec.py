@@ -461,6 +461,36 @@ class OutputSpec(_Model):
     storage: StorageOptions = Field(default_factory=StorageOptions)
 
 
+class ReportSpec(_Model):
+    """What report.html / report.json show (`pipeline.reports`)."""
+
+    group_by: list[str] = Field(
+        default_factory=lambda: ["speaker"],
+        description="Manifest metadata columns to break WER down by (a column no item has is "
+        "named in the report as absent); shards and duration buckets are always shown",
+    )
+    bootstrap_resamples: int = Field(
+        1000, ge=1, le=100_000, description="Bootstrap resamples for confidence intervals"
+    )
+    seed: int = Field(0, ge=0, description="Seed of the bootstrap and of the alignment sample")
+    worst_items: int = Field(20, ge=0, le=1000, description="Worst items shown with alignments")
+    alignment_items: int = Field(
+        20_000,
+        ge=0,
+        description="At most this many scored items (a seeded sample) are re-aligned for the "
+        "confusion pairs, deletions and insertions; all of them when there are fewer",
+    )
+    max_groups: int = Field(100, ge=1, description="At most this many groups per breakdown")
+
+    @field_validator("group_by")
+    @classmethod
+    def _metadata_names(cls, names: list[str]) -> list[str]:
+        bad = [n for n in names if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.-]{0,63}", n)]
+        if bad:
+            raise ValueError(f"group_by names metadata columns (letters, digits, _ . -): {bad}")
+        return names
+
+
 class RuntimeSpec(_Model):
     """Where and how the job runs."""
 
@@ -483,6 +513,7 @@ class JobSpec(_Model):
     scoring: ScoringSpec = Field(default_factory=ScoringSpec)
     output: OutputSpec
     runtime: RuntimeSpec = Field(default_factory=RuntimeSpec)
+    report: ReportSpec = Field(default_factory=ReportSpec)
 
     @model_validator(mode="after")
     def _unique_task_names(self) -> JobSpec:

@@ -147,3 +147,12 @@ def test_oversized_spec_is_refused_before_parsing(tmp_path):
     path.write_text(body + ", ".join(['"x"'] * (MAX_SPEC_BYTES // 5)) + "]}")
     with pytest.raises(SpecError, match="at most 1024 KiB"):
         load_spec(path)
+
+
+def test_report_group_by_names_metadata_columns_only():
+    from pipeline.spec import ReportSpec
+
+    assert ReportSpec().group_by == ["speaker"] and ReportSpec().bootstrap_resamples == 1000
+    assert ReportSpec(group_by=["speaker", "split"]).group_by == ["speaker", "split"]
+    with pytest.raises(ValueError, match="group_by"):
+        ReportSpec(group_by=["speaker'); DROP"])
