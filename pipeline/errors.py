@@ -57,6 +57,15 @@ class InputError(AudiobatchError):
 class ModelLoadError(AudiobatchError):
     """A model or its processor could not be resolved or loaded."""
 
+    @classmethod
+    def refused_pickle(cls, model: str) -> ModelLoadError:
+        """A pickle checkpoint whose unpickling would run code or build objects, refused."""
+        return cls(
+            f"model {model!r}: its pickle weights (pytorch_model.bin) hold more than tensors "
+            "and were refused by torch.load(weights_only=True), since unpickling them could run "
+            "code; use a safetensors copy of the checkpoint from a source you trust"
+        )
+
 
 class AudioDecodeError(AudiobatchError):
     """Audio could not be decoded; says which backends were tried and why each failed."""

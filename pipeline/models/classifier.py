@@ -21,6 +21,7 @@ micro-batch while the device still runs the last one.
 
 from __future__ import annotations
 
+import pickle
 import warnings
 from pathlib import Path
 from typing import Any
@@ -205,6 +206,8 @@ def _load(spec: ClassifyTaskSpec | FramesTaskSpec, storage: StorageOptions, devi
         with warnings.catch_warnings():  # AST's 128 kaldi mel filters: "all zero values"
             warnings.simplefilter("ignore", UserWarning)
             extractor = AutoFeatureExtractor.from_pretrained(source, **kwargs)
+    except pickle.UnpicklingError:  # torch.load(weights_only=True) refused a hostile pickle
+        raise ModelLoadError.refused_pickle(spec.model) from None
     except (OSError, ValueError, KeyError, RuntimeError, TypeError) as exc:
         raise ModelLoadError(
             f"model {spec.model!r}: cannot load it with {auto.__name__} and its feature "

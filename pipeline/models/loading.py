@@ -20,6 +20,7 @@ import hashlib
 import json
 import logging
 import os
+import pickle
 import re
 import shutil
 import tempfile
@@ -280,6 +281,8 @@ def _load_model(name: str, source: str, dtype: torch.dtype, local: bool, kwargs:
         return AutoModelForCTC.from_pretrained(
             source, dtype=dtype, use_safetensors=safetensors, **kwargs
         )
+    except pickle.UnpicklingError:  # torch.load(weights_only=True) refused a hostile pickle
+        raise ModelLoadError.refused_pickle(name) from None
     except (OSError, ValueError, KeyError, RuntimeError) as exc:
         raise ModelLoadError(
             f"model {name!r}: cannot load it with AutoModelForCTC ({type(exc).__name__}: {exc}); "

@@ -14,6 +14,7 @@ An output is `empty` when the decoder stopped at its very first step (one frame 
 
 from __future__ import annotations
 
+import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -218,6 +219,8 @@ def _load(cls, uri: str, source: str, revision: str | None, spec, dtype):
         return cls.from_pretrained(
             source, config=config, dtype=dtype, use_safetensors=safetensors, **kwargs
         )
+    except pickle.UnpicklingError:  # torch.load(weights_only=True) refused a hostile pickle
+        raise ModelLoadError.refused_pickle(uri) from None
     except (OSError, ValueError, KeyError, RuntimeError, TypeError) as exc:
         raise ModelLoadError(
             f"{uri!r}: cannot load it as {cls.__name__} ({type(exc).__name__}: {exc}); `model` "

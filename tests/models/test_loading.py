@@ -144,3 +144,51 @@ def test_load_ctc_errors_are_model_load_errors(tmp_path, tiny_dir):
 def test_autocast_only_on_cuda_with_a_half_dtype():
     cases = [("cpu", torch.bfloat16), ("cuda", torch.float32), ("cuda:0", torch.bfloat16)]
     assert [uses_autocast(device, dtype) for device, dtype in cases] == [False, False, True]
+
+
+class _Evil:
+    """Unpickling this runs a shell command (what a hostile pytorch_model.bin does)."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_s4_a_pickle_checkpoint_that_runs_code_is_refused(tiny_dir, tmp_path):
+    import shutil
+
+    evil = tmp_path / "evil"
+    shutil.copytree(tiny_dir, evil)
+    for f in evil.glob("*.safetensors"):
+        f.unlink()
+    marker = tmp_path / "pwned"
+    torch.save({"wav2vec2.masked_spec_embed": _Evil(marker)}, evil / "pytorch_model.bin")
+    with pytest.raises(ModelLoadError, match=r"refused by torch.load\(weights_only=True\)"):
+        load_ctc(CtcTaskSpec(model=str(evil)), NO_STORAGE, "cpu")
+    assert not marker.exists(), "the pickle's code ran"
+
+
+@pytest.mark.parametrize("model_type", ["wav2vec2", "evil_arch"])
+def test_s4_remote_code_in_a_checkpoint_is_not_run_unless_trusted(tiny_dir, tmp_path, model_type):
+    import json
+    import shutil
+
+    evil = tmp_path / "remote"
+    shutil.copytree(tiny_dir, evil)
+    marker = tmp_path / "pwned"
+    (evil / "evil_model.py").write_text(f"open({str(marker)!r}, 'w').close()\n")
+    config = json.loads((evil / "config.json").read_text())
+    config["model_type"] = model_type
+    config["auto_map"] = {"AutoConfig": "evil_model.C", "AutoModelForCTC": "evil_model.M"}
+    (evil / "config.json").write_text(json.dumps(config))
+    if model_type == "wav2vec2":  # transformers has the code: it uses its own, not the folder's
+        model = load_ctc(CtcTaskSpec(model=str(evil)), NO_STORAGE, "cpu")
+        assert type(model.model).__module__.startswith("transformers.models.wav2vec2")
+    else:
+        with pytest.raises(ModelLoadError, match="trust_remote_code"):
+            load_ctc(CtcTaskSpec(model=str(evil)), NO_STORAGE, "cpu")
+    assert not marker.exists(), "the checkpoint's code ran"

@@ -10,6 +10,7 @@ generation config is too old to say it (no `no_timestamps_token_id`).
 from __future__ import annotations
 
 import logging
+import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -145,6 +146,8 @@ def _load_model(name: str, source: str, dtype: torch.dtype, local: bool, kwargs:
         return WhisperForConditionalGeneration.from_pretrained(
             source, dtype=dtype, attn_implementation="sdpa", use_safetensors=safetensors, **kwargs
         )
+    except pickle.UnpicklingError:  # torch.load(weights_only=True) refused a hostile pickle
+        raise ModelLoadError.refused_pickle(name) from None
     except (OSError, ValueError, KeyError, RuntimeError) as exc:
         raise ModelLoadError(
             f"model {name!r}: cannot load it as WhisperForConditionalGeneration "
