@@ -21,8 +21,10 @@ from pathlib import Path
 
 import pytest
 
-os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
-os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+# Canary values (any key works with the emulator): a test looks for them in every log,
+# table and report a run leaves (README "Reliability", S1).
+os.environ.setdefault("AWS_ACCESS_KEY_ID", "AKIACANARY0123456789")
+os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "canary/Secret+Key0123456789abcdefghijklmn")
 os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")

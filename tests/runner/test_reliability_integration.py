@@ -4,7 +4,11 @@ storage faults and killed work, each ending with every item exactly once in a ta
 from __future__ import annotations
 
 import collections
+import os
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import fsspec
 import pytest
@@ -157,3 +161,44 @@ def test_r7_a_stalled_output_write_fails_the_run_with_a_failed_runs_row(
             run_job(spec, out=lambda _: None)
     _, _, runs = _s3_landed(bucket, endpoint)
     assert [r["status"] for r in runs] == ["failed"]
+
+
+def test_s1_canary_credentials_are_in_no_log_table_report_or_output(
+    ray_address, s3_bucket, tmp_path, tiny_model
+):
+    """A run on S3 with canary credentials, which the cluster's workers and the driver hold
+    (tests/conftest.py): they appear in none of the cluster's logs, the command's output,
+    or any object the run wrote."""
+    key, secret = os.environ["AWS_ACCESS_KEY_ID"], os.environ["AWS_SECRET_ACCESS_KEY"]
+    if "CANARY" not in key.upper():
+        pytest.skip("real credentials in the environment: no canary to look for")
+    endpoint, bucket = s3_bucket
+    fs = fsspec.filesystem("s3", client_kwargs={"endpoint_url": endpoint})
+    build_files_corpus(f"{bucket}/corpus", n_items=6, seed=9, broken=True, fs=fs)
+    spec = tmp_path / "job.yaml"
+    spec.write_text(
+        "name: canary\n"
+        f"input: {{uri: 's3://{bucket}/corpus/', manifest: 's3://{bucket}/corpus/manifest.jsonl', "
+        f"storage: {{endpoint_url: '{endpoint}'}}}}\n"
+        f"tasks: [{{kind: ctc, model: '{tiny_model}', batch_size: 4, chunk_length_s: 4}}]\n"
+        f"output: {{uri: 's3://{bucket}/out/', storage: {{endpoint_url: '{endpoint}'}}}}\n"
+        "runtime: {progress_interval_s: 1}\n"
+    )
+    cli = str(Path(sys.executable).parent / "audiobatch")
+    done = subprocess.run(
+        [cli, "run", str(spec), "--address", ray_address],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    texts = {"stdout": done.stdout, "stderr": done.stderr}
+    ray_temp = Path("/tmp") / f"ab-ray-{os.getpid()}"  # the cluster's --temp-dir (conftest)
+    logs = [p for p in ray_temp.rglob("*") if p.is_file() and not p.is_symlink()]
+    assert any(p.suffix in (".log", ".out", ".err") for p in logs), "the cluster wrote logs"
+    texts |= {str(p): p.read_bytes().decode("latin-1") for p in logs if p.stat().st_size < 2**26}
+    objects = fs.find(f"{bucket}/out")
+    assert any("transcripts" in o for o in objects) and any("report" in o for o in objects)
+    texts |= {o: fs.cat_file(o).decode("latin-1") for o in objects}
+    leaks = [name for name, text in texts.items() if key in text or secret in text]
+    assert leaks == [], f"credentials found in {leaks[:5]}"
