@@ -38,8 +38,9 @@ from pipeline.models.ctc_model import (
     padded_forward,
     receptive_field_of,
 )
+from pipeline.models.device import autocast, pick_dtype
 from pipeline.models.fbank import Fbank, FbankConfig
-from pipeline.models.loading import autocast, pick_dtype, resolve_model
+from pipeline.models.loading import resolve_model
 from pipeline.spec import ClassifyTaskSpec, FramesTaskSpec, StorageOptions
 
 AST_TYPE = "audio-spectrogram-transformer"

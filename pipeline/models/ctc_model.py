@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from pipeline.models.loading import autocast
+from pipeline.models.device import autocast
 
 
 @dataclass

@@ -40,7 +40,7 @@ import numpy as np
 import torch
 
 from pipeline.models.ctc_model import FrameOutput, greedy_frames
-from pipeline.models.loading import autocast
+from pipeline.models.device import autocast
 from pipeline.models.parakeet_features import ParakeetFeatures
 
 WORD_START = "▁"  # SentencePiece's word-boundary marker

@@ -22,7 +22,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from pipeline.errors import ModelLoadError
-from pipeline.models.loading import autocast, pick_dtype, resolve_model
+from pipeline.models.device import autocast, pick_dtype
+from pipeline.models.loading import resolve_model
 from pipeline.models.speecht5_decode import DecodeOptions, decode, postnet, split_seeds, vocode
 from pipeline.spec import StorageOptions, SynthesizeTaskSpec
 

@@ -11,10 +11,10 @@ import ray
 from ray.data.block import BlockMetadata
 from ray.data.datasource import Datasource, ReadTask
 
-from pipeline.columns import ITEM_SCHEMA, TEXT_ITEM_SCHEMA
+from pipeline.io.formats import FORMATS
 from pipeline.io.idset import IdSet
-from pipeline.io.listing import InputPlan, WorkUnit
-from pipeline.io.shards import read_unit
+from pipeline.io.reading import read_unit
+from pipeline.io.units import InputPlan, WorkUnit
 from pipeline.spec import InputSpec
 
 _DONE_CACHE: dict[str, IdSet] = {}
@@ -63,5 +63,4 @@ class AudioShardDatasource(Datasource):
             exec_stats=None,
             input_files=inputs,
         )
-        schema = TEXT_ITEM_SCHEMA if unit.format == "texts" else ITEM_SCHEMA
-        return ReadTask(read, meta, schema=schema)
+        return ReadTask(read, meta, schema=FORMATS[unit.format].schema)

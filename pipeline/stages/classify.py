@@ -36,7 +36,7 @@ import torch
 from pipeline.columns import AUDIO, SAMPLE_RATE, audio_arrays, task_column
 from pipeline.errors import ModelLoadError, RowError
 from pipeline.models.classifier import ClassifierBase, load_classifier
-from pipeline.models.loading import configure_threads, pick_device
+from pipeline.models.device import configure_threads, pick_device
 from pipeline.schemas import LABEL_SCORE, LABELLED_SEGMENT, WINDOW
 from pipeline.spec import ClassifyTaskSpec, StorageOptions
 from pipeline.stages.base import Stage, StageOutput, check_audio

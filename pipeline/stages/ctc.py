@@ -37,7 +37,8 @@ import pyarrow as pa
 from pipeline.columns import AUDIO, SAMPLE_RATE, audio_arrays, task_column
 from pipeline.errors import ErrorCode, RowError
 from pipeline.models.ctc_model import CtcAdapter, FrameOutput
-from pipeline.models.loading import configure_threads, load_ctc, pick_device
+from pipeline.models.device import configure_threads, pick_device
+from pipeline.models.loading import load_ctc
 from pipeline.spec import CtcTaskSpec, StorageOptions
 from pipeline.stages.base import Stage, StageOutput, check_audio
 

@@ -34,7 +34,7 @@ import torch
 from pipeline.columns import AUDIO, SAMPLE_RATE, audio_arrays, task_column
 from pipeline.errors import ModelLoadError, RowError
 from pipeline.models.classifier import WaveformModel, load_frame_classifier
-from pipeline.models.loading import configure_threads, pick_device
+from pipeline.models.device import configure_threads, pick_device
 from pipeline.spec import FramesTaskSpec, StorageOptions
 from pipeline.stages.base import Stage, StageOutput
 from pipeline.stages.classify import check_row, output_schema

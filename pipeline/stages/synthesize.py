@@ -47,7 +47,7 @@ from pipeline.columns import (
 )
 from pipeline.errors import ErrorCode, InputError, ModelLoadError, RowError
 from pipeline.metrics.signal import measure, speaking_rate
-from pipeline.models.loading import configure_threads, pick_device
+from pipeline.models.device import configure_threads, pick_device
 from pipeline.models.speecht5 import SpeechT5Synthesizer, Synth, load_speecht5
 from pipeline.spec import StorageOptions, SynthesizeTaskSpec
 from pipeline.stages.base import Stage, StageOutput

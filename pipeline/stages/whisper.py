@@ -37,7 +37,7 @@ import pyarrow as pa
 
 from pipeline.columns import AUDIO, SAMPLE_RATE, audio_arrays, task_column
 from pipeline.errors import ErrorCode, RowError
-from pipeline.models.loading import configure_threads, pick_device
+from pipeline.models.device import configure_threads, pick_device
 from pipeline.schemas import SEGMENT, WORD
 from pipeline.spec import StorageOptions, WhisperTaskSpec
 from pipeline.stages.base import Stage, StageOutput, check_audio

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 from pipeline.errors import StorageError
-from pipeline.io.listing import FileEntry, WorkUnit
-from pipeline.io.shards import read_unit
+from pipeline.io.reading import read_unit
 from pipeline.io.storage import bounded, filesystem, probe, read_object, storage_errors
+from pipeline.io.units import FileEntry, WorkUnit
 from pipeline.spec import InputSpec, StorageOptions
 from tests.faultproxy import FaultProxy, Faults
 

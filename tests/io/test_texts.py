@@ -8,8 +8,9 @@ import pytest
 from pipeline.columns import TEXT_ITEM_SCHEMA
 from pipeline.errors import InputError
 from pipeline.io.idset import IdSet
-from pipeline.io.listing import item_id, plan_input
-from pipeline.io.shards import read_unit
+from pipeline.io.listing import plan_input
+from pipeline.io.reading import read_unit
+from pipeline.io.units import item_id
 from pipeline.spec import InputSpec
 
 

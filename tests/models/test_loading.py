@@ -12,7 +12,8 @@ import torch
 from pipeline.demo.tiny_models import build_tiny_ctc
 from pipeline.errors import ModelLoadError
 from pipeline.models import loading
-from pipeline.models.loading import load_ctc, resolve_model, uses_autocast
+from pipeline.models.device import uses_autocast
+from pipeline.models.loading import load_ctc, resolve_model
 from pipeline.spec import CtcTaskSpec, StorageOptions
 
 NO_STORAGE = StorageOptions()

@@ -20,7 +20,7 @@ import torch
 
 from pipeline.errors import ModelLoadError
 from pipeline.models.ctc_model import FrameOutput, greedy_frames
-from pipeline.models.loading import autocast
+from pipeline.models.device import autocast
 from pipeline.models.mctct.checkpoint import hub_folder, load_network
 from pipeline.models.mctct.config import read_feature_config
 from pipeline.models.mctct.features import MfscFeatures

@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pipeline.errors import ModelLoadError
-from pipeline.models.loading import pick_dtype, resolve_model
+from pipeline.models.device import pick_dtype
+from pipeline.models.loading import resolve_model
 from pipeline.spec import StorageOptions, WhisperTaskSpec
 
 if TYPE_CHECKING:

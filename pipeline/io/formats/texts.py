@@ -18,42 +18,27 @@ import json
 import math
 from collections.abc import Iterator
 
-import pyarrow as pa
-
 from pipeline.columns import TEXT_ITEM_SCHEMA
 from pipeline.errors import ErrorCode, InputError, RowError
+from pipeline.io.formats.shard import require, shard_units
 from pipeline.io.idset import IdSet
-from pipeline.io.listing import WorkUnit, item_id
 from pipeline.io.manifest import read_table_file
-from pipeline.io.shards import READ_STAGE
+from pipeline.io.units import InputFormat, Listing, WorkUnit, error_fields, item_id
 from pipeline.spec import InputSpec
 
 TEXT_EXTENSIONS = ("jsonl", "json", "ndjson", "csv", "tsv", "parquet")
 
 
-def text_tables(listing: dict[str, int | None]) -> list[str]:
-    """The listed files that are text tables, sorted."""
-    return sorted(p for p in listing if p.lower().rsplit(".", 1)[-1] in TEXT_EXTENSIONS)
+def list_units(
+    listing: Listing, spec: InputSpec, per_unit: int, done: IdSet
+) -> tuple[list[WorkUnit], int]:
+    tables = sorted(p for p in listing.files if p.lower().rsplit(".", 1)[-1] in TEXT_EXTENSIONS)
+    what = f"text tables ({', '.join(TEXT_EXTENSIONS)})"
+    return shard_units(listing, require(tables, what, spec.uri), "texts", spec.limit), 0
 
 
-def read_texts(
-    unit: WorkUnit, spec: InputSpec, batch: int = 256, done: IdSet | None = None
-) -> Iterator[pa.Table]:
-    """Read one text table into item tables of at most `batch` rows, skipping ids in `done`."""
-    done = done or IdSet()
-    rows: list[dict] = []
-    for row in _rows(unit, spec):
-        if row["item_id"] in done:
-            continue
-        rows.append(row)
-        if len(rows) >= batch:
-            yield pa.Table.from_pylist(rows, schema=TEXT_ITEM_SCHEMA)
-            rows = []
-    if rows:
-        yield pa.Table.from_pylist(rows, schema=TEXT_ITEM_SCHEMA)
-
-
-def _rows(unit: WorkUnit, spec: InputSpec) -> Iterator[dict]:
+def read_rows(unit: WorkUnit, spec: InputSpec, max_bytes: int, batch: int) -> Iterator[dict]:
+    """One row of `columns.TEXT_ITEM_SCHEMA` per row of the table (or one for the table)."""
     try:
         table = read_table_file(unit.shard_uri, spec.storage, what="text table")
         text_col = spec.text_column or "text"
@@ -101,6 +86,9 @@ def _rows(unit: WorkUnit, spec: InputSpec) -> Iterator[dict]:
         yield _row(unit, member, text_id, text, speaker, embedding, metadata, error)
 
 
+FORMAT = InputFormat("texts", TEXT_ITEM_SCHEMA, list_units, read_rows)
+
+
 def _embedding(value) -> tuple[list[float] | None, RowError | None]:
     if value is None:
         return None, None
@@ -124,9 +112,7 @@ def _row(unit, member, text_id, text, speaker, embedding, metadata, error) -> di
         "reference": text,
         "metadata": metadata,
         "input_bytes": len(text.encode()) if text else 0,
-        "error_stage": READ_STAGE if error else None,
-        "error_code": str(error.code) if error else None,
-        "error_message": error.message if error else None,
+        **error_fields(error),
         "text_id": text_id,
         "text": text,
         "speaker": speaker,

@@ -7,8 +7,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipeline.errors import InputError
-from pipeline.io.listing import item_id, plan_input
-from pipeline.io.shards import read_unit
+from pipeline.io.listing import plan_input
+from pipeline.io.reading import read_unit
+from pipeline.io.units import item_id
 from pipeline.spec import InputSpec
 
 MAX = 2**20
