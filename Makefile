@@ -44,7 +44,7 @@ compat: install
 	test -d $(COMPAT)/transformers || $(BIN)/python -m pip install -q --no-deps --target $(COMPAT) \
 		transformers==5.17.0 "huggingface_hub>=1.5,<2" httpx httpcore h11 anyio sniffio certifi idna
 	PYTHONPATH=$(COMPAT) $(BIN)/pytest -m "not gpu and not integration" -q -p no:cacheprovider \
-		tests/stages tests/models tests/demo --deselect tests/models/test_parakeet.py
+		tests/stages tests/models tests/testing --deselect tests/models/test_parakeet.py
 
 format: install
 	$(BIN)/ruff format .

@@ -3,8 +3,8 @@
     .venv/bin/python benchmarks/bench_classify_cpu.py [--items 80] [--rounds 2] [--no-write]
 
 For each tiny random-init model (AST with its real 1024-frame input, and a wav2vec2
-sequence classifier with the real conv stack; `pipeline/demo/tiny_classifiers.py`), in
-one run on the same speech-like items (`pipeline/demo/synth.py`, 16 kHz, 0.5-9 s):
+sequence classifier with the real conv stack; `pipeline/testing/tiny_classifiers.py`), in
+one run on the same speech-like items (`pipeline/testing/synth.py`, 16 kHz, 0.5-9 s):
 1. the reference pipeline one item at a time (its default, batch_size 1);
 2. the reference pipeline with batch_size=16 (it pads a batch; AST inputs are fixed-size);
 3. ClassifyStage called directly on Arrow batches of 64 rows (no Ray), as an actor would,
@@ -33,14 +33,14 @@ ROWS_PER_CALL = 64
 
 
 def corpus(n: int, seed: int = 5) -> list[np.ndarray]:
-    from pipeline.demo.synth import sentence, speechlike
+    from pipeline.testing.synth import sentence, speechlike
 
     rng = np.random.default_rng(seed)
     return [speechlike(sentence(rng, 1, 14), RATE, seed * 1000 + i) for i in range(n)]
 
 
 def build_models(root: Path) -> dict[str, str]:
-    from pipeline.demo.tiny_classifiers import build_tiny_ast, build_tiny_sequence_classifier
+    from pipeline.testing.tiny_classifiers import build_tiny_ast, build_tiny_sequence_classifier
 
     return {
         "AST (tiny, 1024 frames)": build_tiny_ast(str(root / "ast"), seed=11),

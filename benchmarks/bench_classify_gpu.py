@@ -51,7 +51,7 @@ def build_model(root: Path, tiny: bool) -> str:
     import torch
     import transformers as tf
 
-    from pipeline.demo.tiny_classifiers import build_tiny_ast
+    from pipeline.testing.tiny_classifiers import build_tiny_ast
 
     path = root / "ast"
     if tiny:
@@ -76,7 +76,7 @@ def build_model(root: Path, tiny: bool) -> str:
 
 def items(n: int, distinct: int = 32) -> list[np.ndarray]:
     """`n` items of 10.24 s: `distinct` speech-like clips, repeated (synthesis is slow)."""
-    from pipeline.demo.synth import sentence, speechlike
+    from pipeline.testing.synth import sentence, speechlike
 
     rng = np.random.default_rng(3)
     samples = int(ITEM_S * RATE)

@@ -30,8 +30,8 @@ RESULTS = Path(__file__).with_name("RESULTS.md")
 
 
 def build(root: Path, n: int) -> tuple[Path, Path]:
-    from pipeline.demo.corpus import build_files_corpus
-    from pipeline.demo.tiny_models import build_tiny_ctc
+    from pipeline.testing.corpus import build_files_corpus
+    from pipeline.testing.tiny_ctc import build_tiny_ctc
 
     corpus = root / f"corpus-{n}"
     if not (corpus / "manifest.jsonl").exists():

@@ -35,7 +35,7 @@ RESULTS = Path(__file__).with_name("RESULTS.md")
 def make_items(n: int, seed: int, shortest: float, longest: float):
     import numpy as np
 
-    from pipeline.demo.synth import sentences, speechlike
+    from pipeline.testing.synth import sentences, speechlike
 
     rng = np.random.default_rng(seed)
     items = []
@@ -94,10 +94,10 @@ def main() -> None:
             "Run it on a GPU machine, or smoke-test it here with --device cpu --tiny."
         )
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    from pipeline.demo.tiny_mctct import CHARS, build_mctct
     from pipeline.models.ctc_model import greedy_frames
     from pipeline.spec import CtcTaskSpec, StorageOptions
     from pipeline.stages.ctc import CtcStage, micro_batches
+    from pipeline.testing.tiny_mctct import CHARS, build_mctct
 
     dtype = torch.bfloat16 if args.device == "cuda" else torch.float32
     size = "tiny" if args.tiny else "large"

@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/bench_synth_cpu.py [--items 96] [--batch 32] [--threads 1]
 
-Tiny random-init SpeechT5 + HiFi-GAN (`pipeline/demo/tiny_speecht5.py`), texts of 10 to
+Tiny random-init SpeechT5 + HiFi-GAN (`pipeline/testing/tiny_speecht5.py`), texts of 10 to
 200 characters. Three ways through the same texts, speakers and seeds:
 1. transformers' `generate_speech` (with the vocoder), one text at a time: the plain loop
    a user would write;
@@ -58,9 +58,9 @@ def main() -> None:
     import psutil
     import torch
 
-    from pipeline.demo.tiny_speecht5 import build_tiny_speecht5
     from pipeline.models.speecht5 import load_speecht5
     from pipeline.spec import StorageOptions, SynthesizeTaskSpec
+    from pipeline.testing.tiny_speecht5 import build_tiny_speecht5
 
     torch.set_num_threads(args.threads)
     tts, vocoder = build_tiny_speecht5(str(Path(args.workdir) / "model"))

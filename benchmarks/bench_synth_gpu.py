@@ -60,7 +60,7 @@ def build(tiny: bool, device: str, dtype):
         SpeechT5HifiGanConfig,
     )
 
-    from pipeline.demo.tiny_speecht5 import _TTS, _VOCODER
+    from pipeline.testing.tiny_speecht5 import _TTS, _VOCODER
 
     torch.manual_seed(0)
     tts_cfg = SpeechT5Config(vocab_size=81, **_TTS) if tiny else SpeechT5Config()

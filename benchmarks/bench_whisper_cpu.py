@@ -2,8 +2,8 @@
 
     .venv/bin/python benchmarks/bench_whisper_cpu.py [--items 128] [--threads 1] [--no-write]
 
-1. Builds speech-like synthetic clips (`pipeline/demo/synth.py`, 1-6 s) and the tiny
-   random-init Whisper of the tests (`pipeline/demo/tiny_whisper.py`).
+1. Builds speech-like synthetic clips (`pipeline/testing/synth.py`, 1-6 s) and the tiny
+   random-init Whisper of the tests (`pipeline/testing/tiny_whisper.py`).
 2. transformers: `pipeline("automatic-speech-recognition", model=<folder>, batch_size=16)`
    with its defaults, which is what most users write: 5-beam search and at most 256 new
    tokens, as the checkpoint's generation config sets neither.
@@ -37,7 +37,7 @@ RATE = 16_000
 
 
 def corpus(n: int, seed: int = 5) -> list[np.ndarray]:
-    from pipeline.demo.synth import sentences, speechlike
+    from pipeline.testing.synth import sentences, speechlike
 
     return [speechlike(t, RATE, seed=seed + i) for i, t in enumerate(sentences(n, seed=seed))]
 
@@ -112,7 +112,7 @@ def main() -> None:
     import torch
     import transformers
 
-    from pipeline.demo.tiny_whisper import build_tiny_whisper
+    from pipeline.testing.tiny_whisper import build_tiny_whisper
 
     torch.set_num_threads(args.threads)
     model_dir = str(Path(args.workdir) / "tiny-whisper")

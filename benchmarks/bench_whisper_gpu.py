@@ -7,7 +7,7 @@
    4 decoder layers, d_model 1280, 128 mel bins, the real 51,866-token layout; config
    only, nothing downloaded), saves it in bf16 like a hub checkpoint, and loads it back
    through the stage's own loading path. Speed depends on shapes, not on weights.
-2. Makes speech-like clips of ~29.5 s (`pipeline/demo/synth.py`), tiled to `--items`.
+2. Makes speech-like clips of ~29.5 s (`pipeline/testing/synth.py`), tiled to `--items`.
 3. Every side generates exactly `--tokens` tokens per item (`min_new_tokens` = the
    maximum: a random model's `<|endoftext|>` would otherwise end items at random).
 4. Measures, after a warm-up, on the same items:
@@ -63,7 +63,7 @@ def build_turbo(path: str, device: str) -> str:
     from transformers import WhisperConfig, WhisperForConditionalGeneration
     from transformers.models.whisper.tokenization_whisper import LANGUAGES
 
-    from pipeline.demo.tiny_whisper import save_whisper, token_ids, whisper_tokenizer
+    from pipeline.testing.tiny_whisper import save_whisper, token_ids, whisper_tokenizer
 
     if (Path(path) / "config.json").exists():
         return path
@@ -86,7 +86,7 @@ def build_turbo(path: str, device: str) -> str:
 
 def clips(n: int, distinct: int, seconds: float) -> list[np.ndarray]:
     """`n` clips, `distinct` different ones of about `seconds` each, tiled."""
-    from pipeline.demo.synth import SECONDS_PER_CHAR, sentences, speechlike
+    from pipeline.testing.synth import SECONDS_PER_CHAR, sentences, speechlike
 
     out = []
     for k in range(distinct):
@@ -205,7 +205,7 @@ def main() -> None:
     seconds = 4.0 if args.tiny else 29.5
     workdir = Path(args.workdir)
     if args.tiny:
-        from pipeline.demo.tiny_whisper import build_tiny_whisper
+        from pipeline.testing.tiny_whisper import build_tiny_whisper
 
         model_dir = str(workdir / "tiny-whisper")
         if not (Path(model_dir) / "config.json").exists():

@@ -29,7 +29,7 @@ DEADLINE_S = 600
 
 _RUN = """
 import json, resource, sys, time
-from pipeline.demo.fuzz import fuzz_decode
+from pipeline.testing.fuzz import fuzz_decode
 t = time.process_time()
 r = fuzz_decode(int(sys.argv[1]), seed=int(sys.argv[2]))
 print(json.dumps({"mutants": r.mutants, "outcomes": r.outcomes, "crashes": r.crashes,

@@ -195,7 +195,7 @@ def _demo_assets(args) -> int:
     import os
 
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    from pipeline.demo.assets import build_demo_assets
+    from pipeline.demo_assets import build_demo_assets
 
     print(build_demo_assets(args.folder))
     return 0

@@ -1,1 +1,1 @@
-"""Text normalisers and WER/CER edit counts."""
+"""WER/CER edit counts and signal metrics of synthesized audio (the text normalisers are in `pipeline/text/`)."""

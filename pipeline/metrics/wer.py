@@ -3,7 +3,7 @@
 We store edit counts per item, not rates, because the only honest corpus WER is
 total edits over total reference words: a mean of per-item rates lets a
 two-word item weigh as much as a two-hundred-word one. Inputs are expected to be
-normalised already (see `pipeline.metrics.normalize`, whose every normaliser
+normalised already (see `pipeline.text.normalize`, whose every normaliser
 collapses whitespace): jiwer's default transforms only strip the ends and split
 words on " " (a tab does not separate words), and characters include the spaces
 between words, as `jiwer.cer` counts them.

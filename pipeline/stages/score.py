@@ -21,10 +21,10 @@ import pyarrow as pa
 
 from pipeline.columns import REFERENCE, task_column
 from pipeline.errors import ErrorCode, RowError
-from pipeline.metrics.normalize import Normalizer, get_normalizer
 from pipeline.metrics.wer import char_edits, word_edits
 from pipeline.schemas import SCORE_COUNTS
 from pipeline.stages.base import Stage, StageOutput, healthy_mask
+from pipeline.text.normalize import Normalizer, get_normalizer
 
 # (field, type) added per task, in output order.
 SCORE_FIELDS: tuple[tuple[str, pa.DataType], ...] = tuple((f.name, f.type) for f in SCORE_COUNTS)
@@ -42,7 +42,7 @@ class _Scored:
 class ScoreStage(Stage):
     """Adds `{task}__{field}` for every field in `SCORE_FIELDS` and every task.
 
-    `normalizer` is one of `pipeline.metrics.normalize.NORMALIZER_NAMES`; it is
+    `normalizer` is one of `pipeline.text.normalize.NORMALIZER_NAMES`; it is
     applied to both the reference and the hypothesis. A healthy row whose
     transcript is null is scored as an empty hypothesis (all deletions).
     """

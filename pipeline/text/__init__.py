@@ -1,1 +1,2 @@
-"""Text preparation for speech synthesis (normalising written text into speakable words)."""
+"""Text normalisers: for scoring (`normalize.py`: the named normalisers applied before
+WER/CER) and for speech (`speech.py`: written text into words a synthesiser can say)."""

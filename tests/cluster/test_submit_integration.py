@@ -12,9 +12,9 @@ import pyarrow.fs as pafs
 import pytest
 import yaml
 
-from pipeline.demo.corpus import build_files_corpus
-from pipeline.demo.tiny_models import build_tiny_ctc
 from pipeline.io.tables import read_table
+from pipeline.testing.corpus import build_files_corpus
+from pipeline.testing.tiny_ctc import build_tiny_ctc
 from tests.cluster.raynodes import node_env, start_head
 from tests.conftest import BIN
 

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from pipeline.demo.corpus import FORMATS, claim_flac_frames, encode, stored_rate
 from pipeline.errors import AudioDecodeError, ErrorCode
 from pipeline.io.audio import decode_audio
 from pipeline.spec import DecodeSpec
+from pipeline.testing.corpus import FORMATS, claim_flac_frames, encode, stored_rate
 
 TARGET = 16000
 LIMITS = DecodeSpec()

@@ -10,14 +10,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-from pipeline.demo.fuzz import fuzz_decode, mutate
+from pipeline.testing.fuzz import fuzz_decode, mutate
 
 ROOT = Path(__file__).resolve().parents[2]
 SEED = int(os.environ.get("AUDIOBATCH_FUZZ_SEED", "0"))
 
 _RUN = """
 import json, sys
-from pipeline.demo.fuzz import fuzz_decode
+from pipeline.testing.fuzz import fuzz_decode
 r = fuzz_decode(int(sys.argv[1]), seed=int(sys.argv[2]))
 print(json.dumps({"mutants": r.mutants, "outcomes": r.outcomes, "crashes": r.crashes,
                   "peak_rss_mb": r.peak_rss_mb}))

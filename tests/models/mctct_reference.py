@@ -11,7 +11,7 @@ The request (JSON) names a work folder holding `inputs.npz` (16 kHz float32 arra
 `results.json` in the same folder:
 
 - `build`: build a tiny random-init `MCTCTForCTC` from `config`, redraw its weights
-  as `pipeline.demo.tiny_mctct` does, and save model, feature extractor and character
+  as `pipeline.testing.tiny_mctct` does, and save model, feature extractor and character
   tokenizer with `save_pretrained` to `folder` (safetensors) and `pickle_folder`
   (`pytorch_model.bin`);
 - for every input: features (also before normalisation), logits and the greedy
@@ -42,7 +42,7 @@ from transformers import (
     pipeline,
 )
 
-from pipeline.demo import tiny_mctct
+from pipeline.testing import tiny_mctct
 
 RATE = 16_000
 

@@ -9,11 +9,6 @@ import pytest
 import torch
 import transformers as tf
 
-from pipeline.demo.tiny_classifiers import (
-    build_tiny_ast,
-    build_tiny_frame_classifier,
-    build_tiny_sequence_classifier,
-)
 from pipeline.errors import ModelLoadError
 from pipeline.models.classifier import (
     AstClassifier,
@@ -24,6 +19,11 @@ from pipeline.models.classifier import (
 )
 from pipeline.models.ctc_model import MaskedGroupNorm
 from pipeline.spec import ClassifyTaskSpec, FramesTaskSpec, StorageOptions
+from pipeline.testing.tiny_classifiers import (
+    build_tiny_ast,
+    build_tiny_frame_classifier,
+    build_tiny_sequence_classifier,
+)
 
 pytestmark = pytest.mark.filterwarnings("ignore:At least one mel filter has all zero values")
 NO_STORAGE = StorageOptions()

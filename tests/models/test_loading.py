@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.demo.tiny_models import build_tiny_ctc
 from pipeline.errors import ModelLoadError
 from pipeline.models import loading
 from pipeline.models.device import uses_autocast
 from pipeline.models.loading import load_ctc, resolve_model
 from pipeline.spec import CtcTaskSpec, StorageOptions
+from pipeline.testing.tiny_ctc import build_tiny_ctc
 
 NO_STORAGE = StorageOptions()
 

@@ -32,14 +32,14 @@ import soxr
 import torch
 
 from pipeline.columns import AUDIO, ERROR_CODE, ERROR_MESSAGE, ERROR_STAGE, SAMPLE_RATE
-from pipeline.demo import tiny_mctct
-from pipeline.demo.synth import sentences, speechlike
 from pipeline.errors import ModelLoadError
 from pipeline.models.loading import load_ctc
 from pipeline.models.mctct import MctctCtcModel
 from pipeline.models.mctct.features import MfscFeatures
 from pipeline.spec import CtcTaskSpec, StorageOptions
 from pipeline.stages.ctc import CtcStage
+from pipeline.testing import tiny_mctct
+from pipeline.testing.synth import sentences, speechlike
 
 REFERENCE_PINS = ("transformers==4.57.6", "huggingface_hub==0.36.2", "tokenizers==0.22.2")
 REPO = Path(__file__).resolve().parents[2]
@@ -122,7 +122,7 @@ def make_inputs() -> dict[str, np.ndarray]:
 class Reference:
     folder: str  # the reference's checkpoint, safetensors
     pickle_folder: str  # the same, pytorch_model.bin
-    ours_folder: str  # a checkpoint written by pipeline.demo.tiny_mctct
+    ours_folder: str  # a checkpoint written by pipeline.testing.tiny_mctct
     inputs: dict[str, np.ndarray]
     arrays: dict[str, np.ndarray]
     results: dict

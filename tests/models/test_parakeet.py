@@ -22,8 +22,8 @@ from transformers import ParakeetFeatureExtractor, pipeline
 from transformers.pipelines.automatic_speech_recognition import chunk_iter, rescale_stride
 
 from pipeline.columns import ERROR_CODE
-from pipeline.demo.tiny_parakeet import BLANK, SPACE, build_tiny_parakeet, vocabulary
 from pipeline.models.parakeet import ParakeetCtcModel, PieceCtcDecoder
+from pipeline.testing.tiny_parakeet import BLANK, SPACE, build_tiny_parakeet, vocabulary
 from tests.stages.test_ctc import batch, make_stage, signal, texts, varied
 
 RATE = 16_000

@@ -8,9 +8,9 @@ import torch
 from transformers.models.whisper.generation_whisper import _dynamic_time_warping, _median_filter
 from transformers.models.whisper.tokenization_whisper import _combine_tokens_into_words
 
-from pipeline.demo.tiny_whisper import whisper_tokenizer
 from pipeline.models.whisper.align import boundary_times, dtw, median_filter
 from pipeline.models.whisper.words import split_words
+from pipeline.testing.tiny_whisper import whisper_tokenizer
 
 
 @pytest.fixture(scope="module")

@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from pipeline.demo.tiny_whisper import LANGUAGES, build_tiny_whisper
 from pipeline.errors import ModelLoadError
 from pipeline.models import loading
 from pipeline.models.whisper.decode import DecodeOptions
 from pipeline.models.whisper.load import load_whisper
 from pipeline.spec import StorageOptions, WhisperTaskSpec
+from pipeline.testing.tiny_whisper import LANGUAGES, build_tiny_whisper
 
 NO_STORAGE = StorageOptions()
 

@@ -9,14 +9,14 @@ import collections
 import pyarrow.fs as pafs
 import pytest
 
-from pipeline.demo.corpus import build_files_corpus
-from pipeline.demo.tiny_classifiers import build_tiny_ast, build_tiny_frame_classifier
-from pipeline.demo.tiny_models import build_tiny_ctc
-from pipeline.demo.tiny_whisper import build_tiny_whisper
 from pipeline.io.tables import read_table
 from pipeline.reports.report import build_report
 from pipeline.runner import run_job
 from pipeline.spec import parse_spec
+from pipeline.testing.corpus import build_files_corpus
+from pipeline.testing.tiny_classifiers import build_tiny_ast, build_tiny_frame_classifier
+from pipeline.testing.tiny_ctc import build_tiny_ctc
+from pipeline.testing.tiny_whisper import build_tiny_whisper
 
 pytestmark = pytest.mark.integration
 

@@ -13,12 +13,12 @@ from pathlib import Path
 import fsspec
 import pytest
 
-from pipeline.demo.corpus import build_files_corpus
-from pipeline.demo.tiny_models import build_tiny_ctc
 from pipeline.io.storage import arrow_filesystem
 from pipeline.io.tables import read_table
 from pipeline.runner import RunFailed, run_job
 from pipeline.spec import StorageOptions, parse_spec
+from pipeline.testing.corpus import build_files_corpus
+from pipeline.testing.tiny_ctc import build_tiny_ctc
 from tests.faultproxy import FaultProxy, Faults
 from tests.stages.test_decode import hostile_wav
 

@@ -15,14 +15,18 @@ import fsspec
 import pyarrow.fs as pafs
 import pytest
 
-from pipeline.demo.corpus import build_files_corpus, build_parquet_corpus, build_webdataset_corpus
-from pipeline.demo.tiny_models import build_tiny_ctc
 from pipeline.io.storage import arrow_filesystem
 from pipeline.io.tables import read_table
 from pipeline.io.units import item_id
 from pipeline.reports.report import build_report
 from pipeline.runner import run_job
 from pipeline.spec import StorageOptions, parse_spec
+from pipeline.testing.corpus import (
+    build_files_corpus,
+    build_parquet_corpus,
+    build_webdataset_corpus,
+)
+from pipeline.testing.tiny_ctc import build_tiny_ctc
 
 pytestmark = pytest.mark.integration
 

@@ -12,14 +12,14 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from pipeline.demo.tiny_models import build_tiny_ctc
-from pipeline.demo.tiny_speecht5 import build_tiny_speecht5
 from pipeline.io.storage import arrow_filesystem
 from pipeline.io.tables import read_table
-from pipeline.metrics.normalize import get_normalizer
 from pipeline.reports.report import build_report
 from pipeline.runner import run_job
 from pipeline.spec import StorageOptions, parse_spec
+from pipeline.testing.tiny_ctc import build_tiny_ctc
+from pipeline.testing.tiny_speecht5 import build_tiny_speecht5
+from pipeline.text.normalize import get_normalizer
 
 pytestmark = pytest.mark.integration
 

@@ -12,16 +12,16 @@ import pytest
 from transformers import pipeline
 
 from pipeline.columns import AUDIO, ERROR_CODE, ERROR_MESSAGE, ERROR_STAGE, SAMPLE_RATE
-from pipeline.demo.tiny_classifiers import (
-    LABELS,
-    build_tiny_ast,
-    build_tiny_sequence_classifier,
-)
 from pipeline.errors import ModelLoadError
 from pipeline.schemas import CLASSIFICATIONS
 from pipeline.spec import ClassifyTaskSpec, StorageOptions
 from pipeline.stages.classify import ClassifyStage
 from pipeline.stages.windows import plan_windows
+from pipeline.testing.tiny_classifiers import (
+    LABELS,
+    build_tiny_ast,
+    build_tiny_sequence_classifier,
+)
 
 RATE = 16_000
 AST_WINDOW = 400 + 255 * 160  # samples that fill the 256 fbank frames of "ast_multi"

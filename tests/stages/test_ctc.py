@@ -14,9 +14,9 @@ from transformers import AutoModelForCTC, AutoProcessor, pipeline
 from transformers.pipelines.automatic_speech_recognition import chunk_iter
 
 from pipeline.columns import AUDIO, ERROR_CODE, ERROR_MESSAGE, ERROR_STAGE, SAMPLE_RATE
-from pipeline.demo.tiny_models import build_tiny_ctc
 from pipeline.spec import CtcTaskSpec, StorageOptions
 from pipeline.stages.ctc import CtcStage, chunk_bounds, emitted_confidence, micro_batches
+from pipeline.testing.tiny_ctc import build_tiny_ctc
 
 RATE = 16_000
 ARCHS = ["wav2vec2", "wav2vec2_groupnorm", "hubert"]

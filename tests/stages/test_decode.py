@@ -13,11 +13,11 @@ import pyarrow as pa
 import pytest
 
 from pipeline.columns import AUDIO, AUDIO_BYTES, AUDIO_FIELDS, ITEM_SCHEMA
-from pipeline.demo.corpus import encode
 from pipeline.io.audio import decode_audio
 from pipeline.spec import DecodeSpec
 from pipeline.stages import decode as decode_module
 from pipeline.stages.decode import DecodeStage
+from pipeline.testing.corpus import encode
 
 RATE = 16000
 

@@ -10,12 +10,12 @@ import torch
 from transformers import AutoFeatureExtractor, AutoModelForAudioFrameClassification
 
 from pipeline.columns import AUDIO, ERROR_CODE, ERROR_MESSAGE, ERROR_STAGE, SAMPLE_RATE
-from pipeline.demo.tiny_classifiers import LABELS, build_tiny_frame_classifier
 from pipeline.errors import ModelLoadError
 from pipeline.spec import FramesTaskSpec, StorageOptions
 from pipeline.stages.frames import FramesStage
 from pipeline.stages.segments import SegmentRules, segment
 from pipeline.stages.windows import kept_ranges, plan_windows
+from pipeline.testing.tiny_classifiers import LABELS, build_tiny_frame_classifier
 
 pytestmark = pytest.mark.filterwarnings("ignore:Support for mismatched key_padding_mask")  # WavLM
 RATE = 16_000

@@ -17,10 +17,10 @@ from pipeline.columns import (
     ERROR_STAGE,
     SAMPLE_RATE,
 )
-from pipeline.demo.tiny_speecht5 import build_tiny_speecht5
 from pipeline.errors import ModelLoadError
 from pipeline.spec import StorageOptions, SynthesizeTaskSpec
 from pipeline.stages.synthesize import SynthesizeStage, load_speaker_set, piece_seed
+from pipeline.testing.tiny_speecht5 import build_tiny_speecht5
 from pipeline.text.speech import split_sentences
 
 RATE = 16_000

@@ -15,11 +15,11 @@ import torch
 from transformers import WhisperForConditionalGeneration, WhisperProcessor
 
 from pipeline.columns import AUDIO, ERROR_CODE, ERROR_MESSAGE, ERROR_STAGE, SAMPLE_RATE
-from pipeline.demo.synth import sentences, speechlike
-from pipeline.demo.tiny_whisper import build_tiny_whisper
 from pipeline.models.whisper.align import eager_attention
 from pipeline.spec import StorageOptions, WhisperTaskSpec
 from pipeline.stages.whisper import WhisperStage
+from pipeline.testing.synth import sentences, speechlike
+from pipeline.testing.tiny_whisper import build_tiny_whisper
 
 RATE = 16_000
 # Decoding choices that make the stage and transformers' short-form `generate` comparable:

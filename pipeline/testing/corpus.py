@@ -23,7 +23,8 @@ import fsspec
 import numpy as np
 import soundfile as sf
 
-from pipeline.demo.synth import (  # noqa: F401  (re-exported for callers of the corpus API)
+from pipeline.errors import ErrorCode
+from pipeline.testing.synth import (  # noqa: F401  (re-exported for callers of the corpus API)
     FORMATS,
     RATES,
     SECONDS_PER_CHAR,
@@ -33,7 +34,6 @@ from pipeline.demo.synth import (  # noqa: F401  (re-exported for callers of the
     speechlike,
     stored_rate,
 )
-from pipeline.errors import ErrorCode
 
 OK = "ok"
 

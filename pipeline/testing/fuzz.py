@@ -18,11 +18,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from pipeline.demo.corpus import broken_samples, claim_flac_frames
-from pipeline.demo.synth import FORMATS, encode, speechlike
 from pipeline.errors import AudioDecodeError
 from pipeline.io.audio import decode_audio
 from pipeline.spec import DecodeSpec
+from pipeline.testing.corpus import broken_samples, claim_flac_frames
+from pipeline.testing.synth import FORMATS, encode, speechlike
 
 _EXTREMES = (0, 1, 0x7FFFFFFF, 0x80000000, 0xFFFFFFFF, 0xFFFF, 0x10000)
 

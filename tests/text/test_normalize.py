@@ -4,7 +4,7 @@ from importlib import resources
 
 import pytest
 
-from pipeline.metrics.normalize import NORMALIZER_NAMES, get_normalizer
+from pipeline.text.normalize import NORMALIZER_NAMES, get_normalizer
 
 
 def test_names_are_the_ones_the_spec_accepts():
@@ -120,7 +120,7 @@ def test_whisper_english_strips_what_whisper_leaves(text, expected):
 
 
 def test_spelling_mapping_ships_with_the_package():
-    text = resources.files("pipeline.metrics").joinpath("english_spelling.json").read_text()
+    text = resources.files("pipeline.text").joinpath("english_spelling.json").read_text()
     mapping = json.loads(text)
     assert len(mapping) == 1739
     assert mapping["colour"] == "color"

@@ -14,8 +14,11 @@ import pyarrow.parquet as pq
 import pytest
 import soundfile as sf
 
-from pipeline.demo import corpus, synth
-from pipeline.demo.corpus import (
+from pipeline.errors import AudioDecodeError
+from pipeline.io.audio import decode_audio
+from pipeline.spec import DecodeSpec
+from pipeline.testing import corpus, synth
+from pipeline.testing.corpus import (
     FORMATS,
     OK,
     CorpusItem,
@@ -29,9 +32,6 @@ from pipeline.demo.corpus import (
     speechlike,
     stored_rate,
 )
-from pipeline.errors import AudioDecodeError
-from pipeline.io.audio import decode_audio
-from pipeline.spec import DecodeSpec
 
 
 def outcome(data: bytes, item: CorpusItem) -> str:

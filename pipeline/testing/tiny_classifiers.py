@@ -24,7 +24,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pipeline.demo.tiny_models import CONV, ENCODER, GROUP_NORM, LAYER_NORM, SAMPLING_RATE
+from pipeline.testing.tiny_ctc import CONV, ENCODER, GROUP_NORM, LAYER_NORM, SAMPLING_RATE
 
 if TYPE_CHECKING:
     import numpy as np

@@ -17,7 +17,7 @@ word) and the CTC blank as the last id, named `<pad>` (the real checkpoints' lay
 Weights are redrawn so that a padded frame leaking into a valid one would show: nonzero
 biases everywhere (a zero-bias conv maps zero padding to zero), non-trivial batch-norm
 statistics, and a CTC head whitened on calibration audio so its argmax is decisive and
-follows the input (see `pipeline/demo/tiny_models.py`).
+follows the input (see `pipeline/testing/tiny_ctc.py`).
 """
 
 from __future__ import annotations
@@ -98,14 +98,14 @@ def _tone_clip(seed: int) -> np.ndarray:
 
 def _decisive_head(model, extractor, vocab: dict[str, int], seed: int) -> None:
     """Whiten the head's input on calibration audio; large scale; frequent blanks/spaces."""
-    from pipeline.demo import tiny_mctct, tiny_models
+    from pipeline.testing import tiny_ctc, tiny_mctct
 
     head = model.ctc_head  # a kernel-1 Conv1d: weight [vocab, hidden, 1]
     captured: list[torch.Tensor] = []
     hook = head.register_forward_pre_hook(lambda _m, a: captured.append(a[0][0].detach()))
     # Speech-like audio and tones/chirps/noise: the statistics must cover both kinds of
     # test signal, or the head's centring favours one letter on the other kind.
-    clips = [tiny_mctct.calibration_audio(seed), tiny_models._calibration_audio(seed)]
+    clips = [tiny_mctct.calibration_audio(seed), tiny_ctc._calibration_audio(seed)]
     for audio in clips + [_tone_clip(seed * 100 + i) for i in range(8)]:
         inputs = extractor(audio, sampling_rate=SAMPLING_RATE, return_tensors="pt")
         with torch.inference_mode():

@@ -8,7 +8,7 @@ default) serve the tests; the GPU benchmark builds one of the published size.
 The weights are redrawn so that a tiny model is a sensitive test subject: scales that
 make attention and its positional term matter, a non-identity input affine, and a CTC
 head whitened on calibration audio so its argmax is decisive and follows the input
-(see `pipeline/demo/tiny_models.py` for why a random head needs that). The two helpers
+(see `pipeline/testing/tiny_ctc.py` for why a random head needs that). The two helpers
 work on any module with the checkpoint's parameter names, so the reference test's
 transformers 4.57.6 model is drawn the same way.
 """
@@ -92,7 +92,7 @@ def decisive_head(
 
 def calibration_audio(seed: int, rate: int = 16_000) -> np.ndarray:
     """A few seconds of speech-like audio to calibrate the head on."""
-    from pipeline.demo.synth import sentences, speechlike
+    from pipeline.testing.synth import sentences, speechlike
 
     return speechlike(" ".join(sentences(3, seed)), rate, seed)
 

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pipeline.demo.corpus import build_files_corpus
-from pipeline.demo.tiny_classifiers import build_tiny_ast
-from pipeline.demo.tiny_models import build_tiny_ctc
-from pipeline.demo.tiny_whisper import build_tiny_whisper
+from pipeline.testing.corpus import build_files_corpus
+from pipeline.testing.tiny_classifiers import build_tiny_ast
+from pipeline.testing.tiny_ctc import build_tiny_ctc
+from pipeline.testing.tiny_whisper import build_tiny_whisper
 
 DEMO_ITEMS = 120
 

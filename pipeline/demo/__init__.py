@@ -1,1 +1,0 @@
-"""Synthetic corpora and tiny random-init models for the demo job and the tests."""
