@@ -77,6 +77,10 @@ def _parser() -> argparse.ArgumentParser:
     from pipeline.cluster.commands import add_cluster_commands
 
     add_cluster_commands(sub, load=_load)
+
+    from pipeline.query.command import add_parsers as add_query_parsers
+
+    add_query_parsers(sub)
     return p
 
 

@@ -1,8 +1,10 @@
 """Schemas of the output tables, checked on every write and against `schemas/*.json` in tests.
 
 Tables are Hive-partitioned: `transcripts/task=<task>/`, `errors/stage=<stage>/`,
-`runs/job=<job>/`. The partition column lives in the folder name, not in the files;
-DuckDB (`hive_partitioning=true`) and pyarrow (`partitioning="hive"`) add it back.
+`runs/job=<job>/`. The partition value is in the folder name and, the same, in the last
+column of every file, so Hive-unaware readers (`datasets.load_dataset("parquet")`, a plain
+`pyarrow.parquet.read_table`) still see which task a row belongs to; DuckDB
+(`hive_partitioning=true`) and pyarrow (`partitioning="hive"`) read both alike.
 """
 
 from __future__ import annotations
@@ -27,6 +29,12 @@ LABELLED_SEGMENT = pa.struct(
         ("score", pa.float64()),
     ]
 )
+
+
+def _partition(name: str) -> pa.Field:
+    """The partition column, written into the files too (see the module docstring)."""
+    return pa.field(name, pa.string(), nullable=False)
+
 
 # Every per-item table starts with the item's stable id and where it came from.
 ITEM_KEYS = [
@@ -70,6 +78,7 @@ TRANSCRIPTS = pa.schema(
         *SCORE_COUNTS,
         pa.field("metadata", pa.string()),
         pa.field("run_id", pa.string(), nullable=False),
+        _partition("task"),
     ]
 )
 
@@ -85,6 +94,7 @@ CLASSIFICATIONS = pa.schema(
         pa.field("segments", pa.list_(LABELLED_SEGMENT)),
         pa.field("metadata", pa.string()),
         pa.field("run_id", pa.string(), nullable=False),
+        _partition("task"),
     ]
 )
 
@@ -114,6 +124,7 @@ SYNTHESES = pa.schema(
         *SCORE_COUNTS,
         pa.field("metadata", pa.string()),
         pa.field("run_id", pa.string(), nullable=False),
+        _partition("task"),
     ]
 )
 
@@ -125,6 +136,7 @@ ERRORS = pa.schema(
         pa.field("error_code", pa.string(), nullable=False),
         pa.field("error_message", pa.string(), nullable=False),
         pa.field("run_id", pa.string(), nullable=False),
+        _partition("stage"),
     ]
 )
 
@@ -153,6 +165,7 @@ RUNS = pa.schema(
         pa.field("wall_s", pa.float64(), nullable=False),
         pa.field("stages", pa.list_(STAGE_STATS)),
         pa.field("message", pa.string()),
+        _partition("job"),
     ]
 )
 

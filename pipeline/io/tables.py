@@ -61,7 +61,9 @@ def split_batch(
         if ok.num_rows:
             parts[(task.table, task.name)] = [_task_rows(ok, task, run_id)]
     return {
-        (table, value): conform(pa.concat_tables(p, promote_options="none"), table)
+        (table, value): conform(
+            with_partition(pa.concat_tables(p, promote_options="none"), table, value), table
+        )
         for (table, value), p in parts.items()
     }
 
@@ -134,10 +136,24 @@ def _with_run(table: pa.Table, run_id: str) -> pa.Table:
     return table.append_column("run_id", pa.array([run_id] * table.num_rows, pa.string()))
 
 
+def partition_value(value: str) -> str:
+    """`value` made safe for a path segment: what the folder name and the file both hold."""
+    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in value) or "_"
+
+
 def partition_dir(root: str, table: str, key: str, value: str) -> str:
     """`root/table/key=value`, with the value made safe for a path segment."""
-    safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in value) or "_"
-    return posixpath.join(root, table, f"{key}={safe}")
+    return posixpath.join(root, table, f"{key}={partition_value(value)}")
+
+
+def with_partition(rows: pa.Table, table: str, value: str) -> pa.Table:
+    """`rows` with the table's partition column set to the folder's value (`partition_value`):
+    Hive-aware readers take the folder's, so the file must not say anything else."""
+    key = TABLES[table][1]
+    column = pa.array([partition_value(value)] * rows.num_rows, pa.string())
+    if key in rows.column_names:
+        return rows.set_column(rows.column_names.index(key), key, column)
+    return rows.append_column(key, column)
 
 
 def write_parquet(fs: pafs.FileSystem, path: str, table: pa.Table) -> None:

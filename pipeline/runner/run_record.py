@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from pipeline.io.tables import parquet_files, partition_dir, write_parquet
+from pipeline.io.tables import parquet_files, partition_dir, with_partition, write_parquet
 from pipeline.progress import Counters
 from pipeline.schemas import conform
 from pipeline.spec import JobSpec
@@ -75,7 +75,7 @@ class RunRecord:
             ],
             "message": message,
         }
-        return conform(pa.Table.from_pylist([row]), "runs")
+        return conform(with_partition(pa.Table.from_pylist([row]), "runs", self._spec.name), "runs")
 
 
 def runs_path(root: str, job: str, run_id: str) -> str:
@@ -95,7 +95,8 @@ def record_interrupted(fs, root: str, by_run: str, quiet_s: float) -> list[str]:
             continue
         row["message"] = _INTERRUPTED.format(by=by_run)
         job = json.loads(row["spec_json"])["name"]
-        out = conform(pa.Table.from_pylist([row], schema=table.schema), "runs")
+        out = pa.Table.from_pylist([row], schema=table.schema)
+        out = conform(with_partition(out, "runs", job), "runs")
         write_parquet(fs, runs_path(root, job, row["run_id"]), out)
         fs.delete_file(path)
         found.append(row["run_id"])

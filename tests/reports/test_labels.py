@@ -34,10 +34,8 @@ def seg(start, end, label, score):
 
 
 def table(rows: list[dict], task: str | None = None) -> pa.Table:
-    t = conform(pa.Table.from_pylist(rows), "classifications")
-    if task is not None:
-        t = t.append_column("task", pa.array([task] * t.num_rows, pa.string()))
-    return t
+    t = conform(pa.Table.from_pylist([r | {"task": task or "_"} for r in rows]), "classifications")
+    return t if task is not None else t.drop_columns(["task"])
 
 
 def test_clip_labels_by_item_count_first_place_and_mean_score():

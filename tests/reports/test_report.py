@@ -9,7 +9,7 @@ from pipeline.reports.report import build_report, render_markdown, write_report
 from pipeline.schemas import TRANSCRIPTS, conform
 
 
-def _transcript(item, shard, ref_words, s, d, i, ref_chars, char_edits):
+def _transcript(item, shard, ref_words, s, d, i, ref_chars, char_edits, task="ctc"):
     row = {f.name: None for f in TRANSCRIPTS}
     row.update(
         item_id=item,
@@ -27,6 +27,7 @@ def _transcript(item, shard, ref_words, s, d, i, ref_chars, char_edits):
         ref_chars=ref_chars,
         char_edits=char_edits,
         run_id="r1",
+        task=task,
     )
     return row
 
@@ -70,7 +71,7 @@ def test_markdown_of_an_empty_output_still_renders():
 
 def test_languages_flags_and_errors_by_task_are_counted(tmp_path):
     fs = pafs.LocalFileSystem()
-    rows = [_transcript(x, "s1", 1, 0, 0, 0, 1, 0) for x in "abcd"]
+    rows = [_transcript(x, "s1", 1, 0, 0, 0, 1, 0, task="w") for x in "abcd"]
     for row, lang, flags in zip(
         rows,
         ["en", "en", "de", None],
@@ -91,6 +92,7 @@ def test_languages_flags_and_errors_by_task_are_counted(tmp_path):
         "error_code": "model_failed",
         "error_message": "boom",
         "run_id": "r1",
+        "stage": "w",
     }
     errors = conform(pa.Table.from_pylist([error]), "errors")
     write_parquet(fs, partition_dir(str(tmp_path), "errors", "stage", "w") + "/p.parquet", errors)

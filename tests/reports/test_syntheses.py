@@ -29,15 +29,14 @@ def _row(text_id, ref_words, edits, *, runaway=False, empty=False, rms=-20.0):
         char_edits=edits,
         rms_dbfs=rms,
         run_id="r",
+        task="tts",
     )
     return row
 
 
 def test_roundtrip_wer_is_corpus_wer_and_worst_items_come_first():
     rows = [_row("a", 10, 1), _row("b", 1, 1, runaway=True, rms=-40.0), _row("c", 4, 0)]
-    table = pa.Table.from_pylist(rows, schema=SYNTHESES).append_column(
-        "task", pa.array(["tts"] * 3)
-    )
+    table = pa.Table.from_pylist(rows, schema=SYNTHESES)
     s = synthesis_summary(table, worst=2)["tts"]
     assert s["items"] == 3 and s["audio_hours"] == 1.5 and s["runaway"] == 1
     assert s["roundtrip"]["wer"] == 2 / 15  # not the mean of 0.1, 1.0, 0.0

@@ -1,0 +1,64 @@
+"""A DuckDB connection over one output, with the views registered, read-only and confined.
+
+Object storage goes through the same fsspec filesystem the pipeline uses
+(`pipeline.io.storage.filesystem`), registered with DuckDB: the httpfs extension cannot
+be downloaded where audiobatch is built and tested, and is not used even where it is
+installed (that path is untested).
+"""
+
+from __future__ import annotations
+
+import posixpath
+from typing import TYPE_CHECKING
+
+from pipeline.io.storage import filesystem, is_remote
+from pipeline.query.confine import QueryError, confine
+from pipeline.query.views import register
+from pipeline.schemas import TABLES
+from pipeline.spec import StorageOptions
+
+if TYPE_CHECKING:
+    import duckdb
+
+
+def connect(output: str, storage: StorageOptions | None = None) -> duckdb.DuckDBPyConnection:
+    """A DuckDB connection to the output at `output` (a folder or an object-storage URI).
+
+    Every view of `pipeline.query.views` is registered, so `con.sql("FROM corpus_wer").df()`,
+    `.pl()` and `.arrow()` work; the connection can read nothing outside the output and
+    cannot change its own settings. Credentials come from the usual chain (AWS_* variables,
+    ~/.aws, instance roles); `storage` sets the endpoint and region."""
+    import duckdb
+
+    fs, path = filesystem(output, storage)
+    present = tables_present(fs, path, output)
+    con = duckdb.connect(":memory:")
+    if is_remote(output):
+        con.register_filesystem(fs)
+        root = fs.unstrip_protocol(path)
+    else:
+        root = posixpath.abspath(path)
+    register(con, root, present)
+    confine(con, root)
+    return con
+
+
+def tables_present(fs, path: str, output: str) -> list[str]:
+    """The tables under `path` that hold at least one Parquet file; an error if none does."""
+    if not fs.exists(path):
+        raise QueryError(f"{output}: no such output folder")
+    present = [t for t in TABLES if _has_parquet(fs, posixpath.join(path, t))]
+    if not present:
+        names = ", ".join(f"{t}/" for t in TABLES)
+        raise QueryError(
+            f"{output} holds no audiobatch tables (none of {names} has a Parquet file): "
+            "is it a job's output.uri?"
+        )
+    return present
+
+
+def _has_parquet(fs, folder: str) -> bool:
+    try:
+        return any(p.endswith(".parquet") for p in fs.find(folder))
+    except FileNotFoundError:
+        return False

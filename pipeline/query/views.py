@@ -1,0 +1,151 @@
+"""The one definition of every view over an output's tables (used by `query`, the report, tests).
+
+`register(con, root, present)` creates, on a DuckDB connection:
+
+Table views, one per table, with its partition column as a real column:
+  `transcripts`, `classifications`, `syntheses` (`task`), `errors` (`stage`), `runs` (`job`).
+  A table with no files yet is an empty view with the table's schema, not an error.
+
+Convenience views:
+  `latest`          transcripts, the newest row per (item_id, task): re-processing an item
+                    (a new model revision, a forced re-run) appends rows, it never rewrites.
+  `latest_classifications`, `latest_syntheses`   the same rule for those tables.
+  `corpus_wer`      per task over `latest`: items, scored items, audio seconds, reference
+                    words, substitutions / deletions / insertions, edits, WER, reference
+                    characters, character edits, CER. WER is total edits over total reference
+                    words (CER likewise), never a mean of per-item rates; `normalizer` lists
+                    the normalisers that produced the counts.
+  `corpus_wer_by_shard`   the same per task and shard.
+  `errors_open`     the errors not superseded by a later success (the nightly retry policy
+                    reads it). An error naming a task is open unless the same (item_id, task)
+                    has a row in a result table written by a later run. A read or decode error
+                    (`task` null: it cost every task) is open unless the item was read later:
+                    it has a row in any result table, or an error naming a task, from a later
+                    run. An item that failed in three runs has three open rows until it
+                    succeeds (count them for a retry budget); `error_at` is the failing run's
+                    start, so `ORDER BY error_at DESC` puts the newest attempt first.
+  `run_times`       run_id -> started_at, from `runs`.
+
+"Later" and "newest" order rows by their run's start time (`runs.started_at`); a run with
+no `runs` row (its driver was killed) is placed by the UTC time its run id starts with
+(`20261125T044151Z-...`), and equal times by run id.
+
+The table views glob their folder at each query, so files written after `register` are
+seen; a table that had no files at `register` stays empty until the next `connect`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from pipeline.query.confine import sql_literal
+from pipeline.schemas import TABLES
+
+RESULT_TABLES = ("transcripts", "classifications", "syntheses")
+
+# A run's place in time: its start from `runs`, else the UTC time its id begins with.
+_RUN_AT = (
+    "coalesce(r.started_at, try_strptime(split_part({t}.run_id, '-', 1) || '+0000', "
+    "'%Y%m%dT%H%M%SZ%z'))"
+)
+
+
+def _run_order(alias: str) -> str:
+    """A comparable (time, run id) of the run that wrote row `alias` (joined with `r`)."""
+    return f"row({_RUN_AT.format(t=alias)}, {alias}.run_id)"
+
+
+def table_source(root: str, table: str) -> str:
+    """The `read_parquet` over every file of `table` under the output `root`."""
+    files = sql_literal(f"{root.rstrip('/')}/{table}/**/*.parquet")
+    # Partition values are strings (`task=2024` is not a number); union_by_name lets files
+    # written before a column existed (e.g. the partition column itself) be read with the rest.
+    return (
+        f"read_parquet({files}, hive_partitioning=true, hive_types_autocast=false, "
+        "union_by_name=true)"
+    )
+
+
+def empty_select(con, table: str) -> str:
+    """A SELECT of no rows with `table`'s columns and types (for a table with no files yet)."""
+    import pyarrow as pa
+
+    schema = TABLES[table][0]
+    types = con.from_arrow(pa.Table.from_pylist([], schema=schema)).types
+    cols = ", ".join(f'CAST(NULL AS {t}) AS "{f.name}"' for f, t in zip(schema, types, strict=True))
+    return f"SELECT {cols} WHERE false"
+
+
+def _latest(table: str) -> str:
+    return f"""
+        SELECT t.* FROM {table} t LEFT JOIN run_times r ON r.run_id = t.run_id
+        QUALIFY row_number() OVER (
+            PARTITION BY t.item_id, t.task ORDER BY {_run_order("t")} DESC) = 1"""
+
+
+def _corpus_wer(keys: str) -> str:
+    return f"""
+        SELECT {keys},
+            count(*) AS items,
+            count(ref_words) AS scored_items,
+            sum(duration_s) AS audio_s,
+            string_agg(DISTINCT normalizer, ',' ORDER BY normalizer) AS normalizer,
+            sum(ref_words)::BIGINT AS ref_words,
+            sum(substitutions)::BIGINT AS substitutions,
+            sum(deletions)::BIGINT AS deletions,
+            sum(insertions)::BIGINT AS insertions,
+            sum(substitutions + deletions + insertions)::BIGINT AS edits,
+            sum(substitutions + deletions + insertions) / nullif(sum(ref_words), 0) AS wer,
+            sum(ref_chars)::BIGINT AS ref_chars,
+            sum(char_edits)::BIGINT AS char_edits,
+            sum(char_edits) / nullif(sum(ref_chars), 0) AS cer
+        FROM latest GROUP BY {keys}"""
+
+
+def _errors_open() -> str:
+    done = " UNION ALL ".join(f"SELECT item_id, task, run_id FROM {t}" for t in RESULT_TABLES)
+    return f"""
+        WITH done AS (
+            SELECT d.item_id, d.task, max({_run_order("d")}) AS ok_at
+            FROM ({done}) d LEFT JOIN run_times r ON r.run_id = d.run_id
+            GROUP BY d.item_id, d.task
+        ), read_ok AS (
+            SELECT item_id, max(ok_at) AS ok_at FROM (
+                SELECT item_id, ok_at FROM done
+                UNION ALL
+                SELECT d.item_id, {_run_order("d")} FROM errors d
+                LEFT JOIN run_times r ON r.run_id = d.run_id WHERE d.task IS NOT NULL
+            ) GROUP BY item_id
+        ), e AS (
+            SELECT e.*, {_RUN_AT.format(t="e")} AS error_at, {_run_order("e")} AS _at
+            FROM errors e LEFT JOIN run_times r ON r.run_id = e.run_id
+        )
+        SELECT e.* EXCLUDE (_at) FROM e
+        LEFT JOIN done ON done.item_id = e.item_id AND done.task = e.task
+        LEFT JOIN read_ok ON read_ok.item_id = e.item_id AND e.task IS NULL
+        WHERE (e.task IS NOT NULL AND (done.ok_at IS NULL OR done.ok_at <= e._at))
+           OR (e.task IS NULL AND (read_ok.ok_at IS NULL OR read_ok.ok_at <= e._at))"""
+
+
+CONVENIENCE_VIEWS: dict[str, str] = {
+    "run_times": "SELECT run_id, min(started_at) AS started_at FROM runs GROUP BY run_id",
+    "latest": _latest("transcripts"),
+    "latest_classifications": _latest("classifications"),
+    "latest_syntheses": _latest("syntheses"),
+    "corpus_wer": _corpus_wer("task"),
+    "corpus_wer_by_shard": _corpus_wer("task, shard"),
+    "errors_open": _errors_open(),
+}
+
+VIEWS = (*TABLES, *CONVENIENCE_VIEWS)
+
+
+def register(con, root: str, present: Iterable[str]) -> None:
+    """Create every view on `con` for the output at `root` (a local absolute path or a URI
+    whose filesystem `con` can read); `present` names the tables that have files."""
+    present = set(present)
+    for table in TABLES:
+        body = f"SELECT * FROM {table_source(root, table)}" if table in present else None
+        con.execute(f"CREATE OR REPLACE VIEW {table} AS {body or empty_select(con, table)}")
+    for name, body in CONVENIENCE_VIEWS.items():
+        con.execute(f"CREATE OR REPLACE VIEW {name} AS {body}")
