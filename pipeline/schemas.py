@@ -5,6 +5,8 @@ Tables are Hive-partitioned: `transcripts/task=<task>/`, `errors/stage=<stage>/`
 column of every file, so Hive-unaware readers (`datasets.load_dataset("parquet")`, a plain
 `pyarrow.parquet.read_table`) still see which task a row belongs to; DuckDB
 (`hive_partitioning=true`) and pyarrow (`partitioning="hive"`) read both alike.
+Every file of a table has its table's schema (`conform`): the query views read a table's
+files as one schema (`pipeline/query/views.py`), so adding a column needs them changed too.
 """
 
 from __future__ import annotations

@@ -46,7 +46,7 @@ RESULT_TABLES = ("transcripts", "classifications", "syntheses")
 # A run's place in time: its start from `runs`, else the UTC time its id begins with.
 _RUN_AT = (
     "coalesce(r.started_at, try_strptime(split_part({t}.run_id, '-', 1) || '+0000', "
-    "'%Y%m%dT%H%M%SZ%z'))"
+    "'%Y%m%dT%H%M%SZ%z'), TIMESTAMPTZ '1970-01-01 00:00:00+00')"
 )
 
 
@@ -58,12 +58,11 @@ def _run_order(alias: str) -> str:
 def table_source(root: str, table: str) -> str:
     """The `read_parquet` over every file of `table` under the output `root`."""
     files = sql_literal(f"{root.rstrip('/')}/{table}/**/*.parquet")
-    # Partition values are strings (`task=2024` is not a number); union_by_name lets files
-    # written before a column existed (e.g. the partition column itself) be read with the rest.
-    return (
-        f"read_parquet({files}, hive_partitioning=true, hive_types_autocast=false, "
-        "union_by_name=true)"
-    )
+    # Partition values are strings (`task=2024` is not a number). Every file of a table has
+    # the table's schema (`schemas.conform`), or that schema less the partition column (files
+    # written before it was added), which the folder name supplies: so no `union_by_name`,
+    # which costs ~40% more CPU at 1M rows. A new column in a table's schema needs it back.
+    return f"read_parquet({files}, hive_partitioning=true, hive_types_autocast=false)"
 
 
 def empty_select(con, table: str) -> str:
@@ -77,10 +76,19 @@ def empty_select(con, table: str) -> str:
 
 
 def _latest(table: str) -> str:
+    # Rows whose (item_id, task) was written once pass through; only keys written again are
+    # ranked. Candidates are found by a 64-bit hash of the key (grouping integers is ~3x
+    # cheaper than grouping strings); a collision only adds a key to the exact ranking.
+    # Ranking every row with one window costs 3x the CPU at 1M rows (benchmarks/RESULTS.md).
     return f"""
-        SELECT t.* FROM {table} t LEFT JOIN run_times r ON r.run_id = t.run_id
-        QUALIFY row_number() OVER (
-            PARTITION BY t.item_id, t.task ORDER BY {_run_order("t")} DESC) = 1"""
+        WITH again AS MATERIALIZED (
+            SELECT hash(item_id, task) AS h FROM {table} GROUP BY h HAVING count(*) > 1)
+        SELECT t.* FROM {table} t ANTI JOIN again a ON hash(t.item_id, t.task) = a.h
+        UNION ALL BY NAME
+        SELECT t.* FROM {table} t SEMI JOIN again a ON hash(t.item_id, t.task) = a.h
+        LEFT JOIN run_times r ON r.run_id = t.run_id
+        QUALIFY row_number() OVER (PARTITION BY t.item_id, t.task
+                                   ORDER BY {_RUN_AT.format(t="t")} DESC, t.run_id DESC) = 1"""
 
 
 def _corpus_wer(keys: str) -> str:
@@ -103,7 +111,11 @@ def _corpus_wer(keys: str) -> str:
 
 
 def _errors_open() -> str:
-    done = " UNION ALL ".join(f"SELECT item_id, task, run_id FROM {t}" for t in RESULT_TABLES)
+    # Only the items that have errors matter: the result tables are read for those alone.
+    done = " UNION ALL ".join(
+        f"SELECT item_id, task, run_id FROM {t} SEMI JOIN errors USING (item_id)"
+        for t in RESULT_TABLES
+    )
     return f"""
         WITH done AS (
             SELECT d.item_id, d.task, max({_run_order("d")}) AS ok_at

@@ -19,7 +19,8 @@ SCORES = ("ref_words", "substitutions", "deletions", "insertions", "ref_chars", 
 
 def item(item_id: str, shard: str = "s1", error: str | None = None, **tasks) -> dict:
     """One input item: a read/decode `error` code, or per task either an error code (a string)
-    or a dict of that task's columns (`text`, the score counts, ...)."""
+    or that task's columns: a dict (`text`, the score counts, ...) for an ASR task, a list of
+    (label, score) for a classification task."""
     return {"item_id": item_id, "shard": shard, "error": error, "tasks": tasks}
 
 
@@ -31,13 +32,16 @@ def write_run(
     items: list[dict],
     *,
     tasks=("ctc",),
+    classify=(),
     job: str = "demo",
     part: int = 0,
 ) -> None:
     """Write one run's rows (one file per table and partition, like one sink task), and its
     `runs` row unless `started` is None (a run whose driver was killed)."""
     infos = [TaskInfo(t, "ctc", f"model-{t}") for t in tasks]
-    for (table, value), rows in split_batch(_batch(items, tasks), infos, run_id).items():
+    infos += [TaskInfo(t, "classify", f"model-{t}", table="classifications") for t in classify]
+    batch = _batch(items, tasks, classify)
+    for (table, value), rows in split_batch(batch, infos, run_id).items():
         folder = partition_dir(root, table, "task" if table != "errors" else "stage", value)
         write_parquet(fs, posixpath.join(folder, f"{run_id}_{part:06d}.parquet"), rows)
     if started is not None:
@@ -56,7 +60,7 @@ def at(hour: int) -> datetime:
     return datetime(2026, 11, 30, hour, tzinfo=UTC)
 
 
-def _batch(items: list[dict], tasks) -> pa.Table:
+def _batch(items: list[dict], tasks, classify) -> pa.Table:
     rows = []
     for it in items:
         row = {
@@ -80,7 +84,16 @@ def _batch(items: list[dict], tasks) -> pa.Table:
                 }
                 continue
             row |= {f"{task}__text": value.get("text", "a b"), f"{task}__normalizer": "basic"}
-            row |= {f"{task}__{k}": value.get(k, 0) for k in SCORES}
+            counts = {k: value.get(k, 0) for k in SCORES}
+            edits = counts["substitutions"] + counts["deletions"] + counts["insertions"]
+            counts["wer"] = edits / counts["ref_words"] if counts["ref_words"] else None
+            counts["cer"] = (
+                counts["char_edits"] / counts["ref_chars"] if counts["ref_chars"] else None
+            )
+            row |= {f"{task}__{k}": v for k, v in counts.items()}
+        for task in classify:  # labels: a list of (label, score), best first
+            labels = it["tasks"].get(task, [])
+            row[f"{task}__labels"] = [{"label": lb, "score": sc} for lb, sc in labels]
         rows.append(row)
     keys = list(dict.fromkeys(k for row in rows for k in row))
     base = pa.Table.from_pylist([{k: row.get(k) for k in keys} for row in rows])

@@ -165,3 +165,15 @@ def test_datasets_load_dataset_sees_the_task(output):
         "parquet", data_files=f"{output}/transcripts/**/*.parquet", split="train"
     )
     assert sorted(set(ds["task"])) == ["ctc", "whisper"] and ds.num_rows == 7
+
+
+def test_files_written_before_the_partition_column_existed_still_read(output):
+    """Outputs written before every file carried its partition column mix with new files."""
+    import glob
+
+    old = sorted(glob.glob(f"{output}/transcripts/task=ctc/*.parquet"))[0]
+    table = pq.read_table(old)
+    pq.write_table(table.drop_columns(["task"]), old)
+    con = connect(output)
+    assert rows(con, "SELECT count(*) FROM transcripts WHERE task = 'ctc'") == [(5,)]
+    assert rows(con, "SELECT count(*) FROM latest WHERE task IS NULL") == [(0,)]

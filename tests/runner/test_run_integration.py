@@ -115,6 +115,18 @@ def test_s3_corpus_lands_exactly_once_with_errors_recorded(ray_address, s3_bucke
     edits = sum(r["substitutions"] + r["deletions"] + r["insertions"] for r in rows)
     assert report["wer"] == pytest.approx(edits / sum(r["ref_words"] for r in rows))
     assert all(r["text"] is not None and r["duration_s"] > 0 for r in rows)
+    # The query views read the same run: every row carries its task inside the file, too.
+    from pipeline.query import connect
+
+    con = connect(out, StorageOptions(endpoint_url=endpoint))
+    assert con.sql("SELECT wer FROM corpus_wer").fetchall() == [(pytest.approx(report["wer"]),)]
+    assert con.sql("SELECT count(*) FROM errors_open").fetchall() == [(len(_ids(errors)),)]
+    import pyarrow.parquet as pq
+
+    from pipeline.io.tables import parquet_files
+
+    one = parquet_files(fs_out, f"{root_out}/transcripts")[0]
+    assert set(pq.read_table(one, filesystem=fs_out).column("task").to_pylist()) == {"ctc"}
 
     # A second run of the same spec finds everything done and adds nothing.
     again = run_job(spec, out=lambda _: None)
