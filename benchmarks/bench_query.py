@@ -160,7 +160,9 @@ def measure(uri: str, storage, repeat: int) -> dict:
     fs, path = filesystem(uri, storage)
     root = fs.unstrip_protocol(path) if is_remote(uri) else path
     if is_remote(uri):
-        hand_con.register_filesystem(fs)
+        from pipeline.query.connection import reader_filesystem
+
+        hand_con.register_filesystem(reader_filesystem(fs))  # the same filesystem as the view
     glob = sql_literal(f"{root}/transcripts/**/*.parquet")
     runs_sql = RUNS_SQL.format(runs=sql_literal(f"{root}/runs/**/*.parquet"))
     sources = {
@@ -239,7 +241,8 @@ def main() -> None:
                 figures[(storage, files)] = measure(uri, options or StorageOptions(), args.repeat)
         finally:
             if server is not None:
-                server.stop()
+                server.terminate()
+                server.wait()
     text = report(args.rows, figures)
     print(text)
     if not args.no_record:
@@ -248,24 +251,35 @@ def main() -> None:
 
 
 def _s3_targets(args, targets: list) -> object:
-    """Start moto on loopback and build the same outputs there; returns the server."""
+    """Start moto in its own process on loopback (in-process, it shares the GIL with DuckDB's
+    fsspec calls) and build the same outputs there; returns the server process."""
+    import socket
+    import subprocess
+    import sys
+
     os.environ.setdefault("AWS_ACCESS_KEY_ID", "bench")
     os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "bench")
     os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
-    import logging
-
     import boto3
-    from moto.server import ThreadedMotoServer
 
     from pipeline.io.storage import arrow_filesystem
     from pipeline.spec import StorageOptions
 
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0)
-    server.start()
-    host, port = server.get_host_and_port()
-    storage = StorageOptions(endpoint_url=f"http://{host}:{port}")
-    boto3.client("s3", endpoint_url=storage.endpoint_url).create_bucket(Bucket="bench")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen(
+        [str(Path(sys.executable).with_name("moto_server")), "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    storage = StorageOptions(endpoint_url=f"http://127.0.0.1:{port}")
+    for _ in range(100):
+        try:
+            boto3.client("s3", endpoint_url=storage.endpoint_url).create_bucket(Bucket="bench")
+            break
+        except Exception:  # not listening yet
+            time.sleep(0.1)
     for storage_kind, files, _, _ in list(targets):
         if storage_kind == "local":
             uri = f"s3://bench/out-{files}"

@@ -31,7 +31,8 @@ no `runs` row (its driver was killed) is placed by the UTC time its run id start
 (`20261125T044151Z-...`), and equal times by run id.
 
 The table views glob their folder at each query, so files written after `register` are
-seen; a table that had no files at `register` stays empty until the next `connect`.
+seen (on object storage within `connection.LISTING_TTL_S`, 30 s); a table that had no files
+at `register` stays empty until the next `connect`.
 """
 
 from __future__ import annotations
