@@ -30,10 +30,13 @@ from pipeline.spec import JobSpec
 SPEC_FILE = "job.yaml"
 CONNECT_TIMEOUT_S = 10.0
 TAIL_LINES = 30
+AGENT_WAIT_S = 30.0
 
 
 class SubmitError(AudiobatchError):
-    """The cluster could not be reached, refused the job, or the job did not succeed."""
+    """The cluster could not be reached or refused the job."""
+
+    exit_code = 4
 
 
 @dataclass(frozen=True)
@@ -56,16 +59,15 @@ def submit(spec: JobSpec, opts: SubmitOptions, out=print) -> int:
     job_id = submission_id(spec.name, spec_hash)
     with tempfile.TemporaryDirectory(prefix="audiobatch-submit-") as folder:
         (Path(folder) / SPEC_FILE).write_text(text)
-        try:
-            client.submit_job(
-                entrypoint=f"audiobatch run {SPEC_FILE}",
-                submission_id=job_id,
-                runtime_env={**runtime_env, "working_dir": folder},
-                entrypoint_num_cpus=opts.entrypoint_num_cpus,
-                metadata={"audiobatch_job": spec.name, "audiobatch_spec_hash": spec_hash},
-            )
-        except (RuntimeError, ValueError, OSError) as exc:
-            raise SubmitError(f"{address} refused job {job_id}: {exc}") from exc
+        _submit_job(
+            client,
+            address,
+            entrypoint=f"audiobatch run {SPEC_FILE}",
+            submission_id=job_id,
+            runtime_env={**runtime_env, "working_dir": folder},
+            entrypoint_num_cpus=opts.entrypoint_num_cpus,
+            metadata={"audiobatch_job": spec.name, "audiobatch_spec_hash": spec_hash},
+        )
     out(f"submitted job '{spec.name}' (spec hash {spec_hash}) to {address} as {job_id}")
     out(f"  follow: ray job logs --address {address} --follow {job_id}")
     out(f"  status: ray job status --address {address} {job_id}")
@@ -73,6 +75,20 @@ def submit(spec: JobSpec, opts: SubmitOptions, out=print) -> int:
     if not opts.wait:
         return 0
     return _wait(client, job_id, address)
+
+
+def _submit_job(client, address: str, **job) -> None:
+    """`submit_job`, retried while a head that just started has no job agent yet."""
+    deadline = time.monotonic() + AGENT_WAIT_S
+    while True:
+        try:
+            client.submit_job(**job)
+            return
+        except (RuntimeError, ValueError, OSError) as exc:
+            if "No available agent" in str(exc) and time.monotonic() < deadline:
+                time.sleep(2.0)  # Ray's own advice: "please try again later"
+                continue
+            raise SubmitError(f"{address} refused job {job['submission_id']}: {exc}") from exc
 
 
 def submission_id(job_name: str, spec_hash: str, now: datetime | None = None) -> str:

@@ -1,10 +1,7 @@
-"""Real Ray nodes on loopback for the cluster tests: a head with the dashboard (the Jobs
-API) and worker nodes, each a `ray start --block` in a process group of its own, ended
-by signalling that group (never `ray stop`, which ends every Ray process on the machine).
-
-Every port is picked free, so these clusters coexist with the session's cluster and with
-other people's on the same machine. Each node gets its own environment: the tests give
-each one its own model cache, as separate machines would have.
+"""A real Ray head on loopback with the dashboard (the Jobs API): `ray start --head --block`
+in a process group of its own, ended by signalling that group (never `ray stop`, which
+ends every Ray process on the machine). Every port is picked free, so it coexists with
+the session's cluster and other people's. Multi-node clusters: infra/local_cluster.py.
 """
 
 from __future__ import annotations
@@ -97,15 +94,3 @@ def start_head(
     ]
     node = _start("head", args, folder, {**env, "RAY_TMPDIR": str(folder)})
     return node, f"127.0.0.1:{port}", f"http://127.0.0.1:{dashboard}"
-
-
-def start_worker(folder: Path, name: str, address: str, *, num_cpus: float, env: dict) -> Node:
-    args = [
-        f"--address={address}",
-        "--node-ip-address=127.0.0.1",
-        f"--num-cpus={num_cpus:g}",
-        "--num-gpus=0",
-        f"--resources={json.dumps({name: 1})}",
-        *_agent_ports(),
-    ]
-    return _start(name, args, folder, env)
