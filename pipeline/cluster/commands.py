@@ -9,10 +9,12 @@ import argparse
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from pipeline.spec import JobSpec
+if TYPE_CHECKING:  # pydantic is not imported for `--help`
+    from pipeline.spec import JobSpec
 
-LoadSpec = Callable[[argparse.Namespace], JobSpec]
+LoadSpec = Callable[[argparse.Namespace], "JobSpec"]
 
 
 def add_cluster_commands(sub, load: LoadSpec) -> None:
