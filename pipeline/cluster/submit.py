@@ -36,7 +36,7 @@ AGENT_WAIT_S = 30.0
 class SubmitError(AudiobatchError):
     """The cluster could not be reached or refused the job."""
 
-    exit_code = 4
+    exit_code = 7
 
 
 @dataclass(frozen=True)

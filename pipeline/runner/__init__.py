@@ -105,7 +105,7 @@ def run_job(spec: JobSpec, *, out: Callable[[str], None] = print) -> RunResult:
 class RunFailed(AudiobatchError):
     """The Ray job raised; the runs table has a `failed` row, and a re-run resumes."""
 
-    exit_code = 3
+    exit_code = 6
 
 
 def _header(run_id: str, inputs, plan: Plan, done: IdSet, output_uri: str) -> str:
