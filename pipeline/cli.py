@@ -54,8 +54,18 @@ def _parser() -> argparse.ArgumentParser:
     val.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     val.set_defaults(func=_validate)
 
-    rep = sub.add_parser("report", help="rebuild report.json / report.md from an output folder")
+    rep = sub.add_parser(
+        "report", help="rebuild report.json / report.md / report.html from an output's tables"
+    )
     rep.add_argument("output", help="output uri of a job")
+    rep.add_argument(
+        "--run", help="only the rows this run wrote, and what changed since the one before"
+    )
+    rep.add_argument(
+        "--compare",
+        metavar="OTHER_OUTPUT_OR_TASK",
+        help="an ASR task of this output, or another output whose same-named task is compared item by item",
+    )
     rep.add_argument("--endpoint-url", help="S3-compatible endpoint for the output")
     rep.set_defaults(func=_report)
 
@@ -159,18 +169,20 @@ def _summary(result, report: dict, uri: str) -> str:
     ]
     lines.append(
         f"  tables: {uri.rstrip('/')}/{{{','.join([*written, 'errors', 'runs'])}}}/   "
-        f"report: {uri.rstrip('/')}/report.md"
+        f"report: {uri.rstrip('/')}/report.html"
     )
     return "\n".join(lines)
 
 
 def _report(args) -> int:
     from pipeline.io.storage import arrow_filesystem
-    from pipeline.reports.report import build_report, write_report
+    from pipeline.reports.report import ReportRequest, build_report, write_report
     from pipeline.spec import StorageOptions
 
-    fs, root = arrow_filesystem(args.output, StorageOptions(endpoint_url=args.endpoint_url))
-    paths = write_report(fs, root, build_report(fs, root))
+    storage = StorageOptions(endpoint_url=args.endpoint_url)
+    fs, root = arrow_filesystem(args.output, storage)
+    request = ReportRequest(args.output, storage, run=args.run, compare=args.compare)
+    paths = write_report(fs, root, build_report(request))
     print("wrote " + ", ".join(paths))
     return 0
 

@@ -1,179 +1,189 @@
-"""`report.json` and `report.md`, built from the written tables (all runs so far).
+"""`report.json`, `report.md` and `report.html`, built from the written tables alone.
 
-Corpus WER is total word edits over total reference words, never a mean of
-per-item rates; the normaliser that produced the counts is named beside it.
+The tables are read through the views `audiobatch query` uses (`pipeline.query`): the
+newest row per item and task (`latest`, `latest_classifications`, `latest_syntheses`),
+`errors`, `errors_open`, `runs`. Everything is aggregated in DuckDB; Python sees grouped
+rows and the handful of items a section shows (`pipeline.reports.asr`), so a million-row
+output builds in seconds (benchmarks/RESULTS.md).
+
+Corpus WER is total word edits over total reference words, never a mean of per-item
+rates; the normaliser that produced the counts is named beside it. `run` restricts every
+section to the rows one run wrote; `compare` names another task of this output or another
+output whose same-named task is compared item by item (`pipeline.reports.compare`).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import posixpath
-from collections import defaultdict
+from dataclasses import dataclass, field
 
-import pyarrow as pa
 import pyarrow.fs as pafs
 
-from pipeline.io.tables import read_table
+from pipeline.spec import ReportSpec, StorageOptions
 
 
-def build_report(fs: pafs.FileSystem, root: str) -> dict:
-    """Summarise the output tables under `root` into a JSON-able dict."""
-    from pipeline.reports.labels import label_distribution
-    from pipeline.reports.syntheses import synthesis_summary
+@dataclass(frozen=True)
+class ReportRequest:
+    """What to build: the output, its storage options, the report settings and the scope."""
 
-    transcripts = read_table(fs, root, "transcripts")
-    classifications = read_table(fs, root, "classifications")
-    syntheses = read_table(fs, root, "syntheses")
-    errors = read_table(fs, root, "errors")
-    runs = read_table(fs, root, "runs")
+    output: str
+    storage: StorageOptions = field(default_factory=StorageOptions)
+    settings: ReportSpec | None = None  # None: the spec of the newest run, else defaults
+    run: str | None = None
+    compare: str | None = None
+
+
+def build_report(request: ReportRequest) -> dict:
+    """Summarise the output's tables into a JSON-able dict (report.json's content)."""
+    from pipeline.query import QueryError, connect
+
+    base = {"output": request.output, "generated_at": _now(), "scope": {"run": request.run}}
+    try:
+        con = connect(request.output, request.storage)
+    except QueryError as exc:
+        return {**base, "empty": str(exc), **_no_tables()}
+    cfg = request.settings or _settings_of_newest_run(con)
+    return {**base, **_sections(con, request, cfg)}
+
+
+def _sections(con, request: ReportRequest, cfg: ReportSpec) -> dict:
+    from pipeline.reports.asr import Scope, asr_tasks, task_section
+    from pipeline.reports.classes import classification_sections, synthesis_sections
+    from pipeline.reports.drift import drift
+    from pipeline.reports.operations import errors_section, runs_section
+
+    run = request.run
+    if (
+        run
+        and not con.execute("SELECT count(*) FROM runs WHERE run_id = ?", [run]).fetchall()[0][0]
+    ):
+        from pipeline.query import QueryError
+
+        raise QueryError(f"{request.output}: no run {run!r} in the runs table")
+    tasks = asr_tasks(con, run)
     return {
-        "output": root,
-        "tasks": _tasks(transcripts),
-        "classifications": label_distribution(classifications) if classifications else {},
-        "syntheses": synthesis_summary(syntheses) if syntheses else {},
-        "errors": _errors(errors),
-        "runs": _runs(runs),
+        "tasks": {t: task_section(con, Scope(t, run), cfg) for t in tasks},
+        "comparisons": _comparisons(con, request, cfg, tasks),
+        "compare": request.compare,
+        "classifications": classification_sections(con, run),
+        "syntheses": synthesis_sections(con, run),
+        "errors": errors_section(con, run),
+        "runs": runs_section(con, run),
+        "drift": drift(con, cfg, run),
+        "settings": cfg.model_dump(),
     }
 
 
-def write_report(fs: pafs.FileSystem, root: str, report: dict) -> tuple[str, str]:
-    """Write report.json and report.md next to the tables; return their paths."""
-    paths = posixpath.join(root, "report.json"), posixpath.join(root, "report.md")
-    for path, text in zip(
-        paths, (json.dumps(report, indent=2, default=str), render_markdown(report)), strict=True
-    ):
+def _comparisons(con, request: ReportRequest, cfg: ReportSpec, tasks: list[str]) -> list[dict]:
+    from pipeline.reports.compare import compare, side
+
+    run, other = request.run, request.compare
+    if other and other not in tasks:
+        return _compare_outputs(con, request, cfg, tasks)
+    pairs = [(a, b) for i, a in enumerate(tasks) for b in tasks[i + 1 :]]
+    if other:
+        pairs = [p for p in pairs if other in p]
+    return [
+        compare(con, a, side("latest", a, run), b, side("latest", b, run), cfg)
+        for a, b in pairs[:6]
+    ]
+
+
+def _compare_outputs(con, request: ReportRequest, cfg: ReportSpec, tasks: list[str]) -> list[dict]:
+    """Each task of this output against the same-named task of the other output (or, when
+    each has one transcription task, those two). The other side's per-item counts and texts come over as Arrow
+    and are registered on this connection, which cannot read outside its own output."""
+    from pipeline.query import QueryError, connect
+    from pipeline.reports.compare import compare, side
+
+    try:
+        theirs = connect(request.compare, request.storage)
+    except QueryError as exc:
+        raise QueryError(
+            f"--compare {request.compare}: neither a task of this output "
+            f"({', '.join(tasks) or 'none'}) nor a readable output: {exc}"
+        ) from None
+    their_tasks = [r[0] for r in theirs.execute("SELECT DISTINCT task FROM latest").fetchall()]
+    out = []
+    for task in tasks:
+        only = len(tasks) == len(their_tasks) == 1
+        match = task if task in their_tasks else (their_tasks[0] if only else None)
+        if match is None:
+            continue
+        rows = theirs.sql(
+            "SELECT item_id, task, ref_words, substitutions, deletions, insertions, text, run_id "
+            "FROM latest WHERE task = ?",
+            params=[match],
+        ).to_arrow_table()
+        con.register("compare_other", rows)
+        name = f"{match} ({request.compare})"
+        out.append(
+            compare(
+                con,
+                task,
+                side("latest", task, request.run),
+                name,
+                side("compare_other", match),
+                cfg,
+            )
+        )
+    return out
+
+
+def _settings_of_newest_run(con) -> ReportSpec:
+    """The `report` section of the newest run's spec; defaults when it has none."""
+    rows = con.execute("SELECT spec_json FROM runs ORDER BY started_at DESC LIMIT 1").fetchall()
+    row = rows[0] if rows else None
+    if row:
+        try:
+            section = json.loads(row[0]).get("report")
+            if isinstance(section, dict):
+                return ReportSpec.model_validate(section)
+        except ValueError:
+            pass  # an older spec without (or with an unreadable) report section
+    return ReportSpec()
+
+
+def _no_tables() -> dict:
+    return {
+        "tasks": {},
+        "comparisons": [],
+        "classifications": {},
+        "syntheses": {},
+        "errors": {"total": 0, "by_code": {}, "by_stage": {}, "by_task": {}, "examples": []},
+        "runs": [],
+        "drift": None,
+    }
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def write_report(fs: pafs.FileSystem, root: str, report: dict) -> tuple[str, str, str]:
+    """Write report.json, report.md and report.html next to the tables; return their paths."""
+    from pipeline.reports.html import render_html
+
+    names = ("report.json", "report.md", "report.html")
+    paths = tuple(posixpath.join(root, n) for n in names)
+    texts = (
+        json.dumps(report, indent=2, default=str),
+        render_markdown(report),
+        render_html(report),
+    )
+    for path, text in zip(paths, texts, strict=True):
         with fs.open_output_stream(path) as f:
             f.write(text.encode())
     return paths
 
 
-def _tasks(t: pa.Table | None) -> dict:
-    if t is None:
-        return {}
-    rows = t.select(
-        [
-            "task",
-            "shard",
-            "model",
-            "duration_s",
-            "normalizer",
-            "ref_words",
-            "substitutions",
-            "deletions",
-            "insertions",
-            "ref_chars",
-            "char_edits",
-            "language",
-            "flags",
-        ]
-    ).to_pylist()
-    by_task: dict[str, list[dict]] = defaultdict(list)
-    for r in rows:
-        by_task[r["task"]].append(r)
-    return {task: _task_summary(items) for task, items in sorted(by_task.items())}
-
-
-def _task_summary(items: list[dict]) -> dict:
-    by_shard: dict[str, list[dict]] = defaultdict(list)
-    for r in items:
-        by_shard[r["shard"]].append(r)
-    return {
-        "model": sorted({r["model"] for r in items if r["model"]}),
-        "items": len(items),
-        "audio_hours": sum(r["duration_s"] or 0.0 for r in items) / 3600,
-        **_scores(items),
-        **_languages_and_flags(items),
-        "by_shard": {s: {"items": len(rs), **_scores(rs)} for s, rs in sorted(by_shard.items())},
-    }
-
-
-def _languages_and_flags(items: list[dict]) -> dict:
-    """Language counts and likely-hallucination flag counts, for tasks that write them."""
-    out: dict = {}
-    languages: dict[str, int] = defaultdict(int)
-    for r in items:
-        if r["language"]:
-            languages[r["language"]] += 1
-    if languages:
-        out["languages"] = dict(sorted(languages.items(), key=lambda kv: (-kv[1], kv[0])))
-    checked = [r["flags"] for r in items if r["flags"] is not None]
-    if checked:
-        by_flag: dict[str, int] = defaultdict(int)
-        for flags in checked:
-            for flag in flags:
-                by_flag[flag] += 1
-        out["flags"] = {
-            "checked_items": len(checked),
-            "flagged_items": sum(1 for f in checked if f),
-            "by_flag": dict(sorted(by_flag.items())),
-        }
-    return out
-
-
-def _scores(items: list[dict]) -> dict:
-    scored = [r for r in items if r["ref_words"] is not None]
-    ref_words = sum(r["ref_words"] for r in scored)
-    edits = sum(r["substitutions"] + r["deletions"] + r["insertions"] for r in scored)
-    ref_chars = sum(r["ref_chars"] for r in scored)
-    char_edits = sum(r["char_edits"] for r in scored)
-    return {
-        "scored_items": len(scored),
-        "normalizer": sorted({r["normalizer"] for r in scored}),
-        "ref_words": ref_words,
-        "word_edits": edits,
-        "wer": edits / ref_words if ref_words else None,
-        "cer": char_edits / ref_chars if ref_chars else None,
-    }
-
-
-def _errors(e: pa.Table | None) -> dict:
-    if e is None:
-        return {"total": 0, "by_code": {}, "by_stage": {}, "by_task": {}, "examples": []}
-    names = ["stage", "task", "error_code", "source_uri", "member", "error_message"]
-    rows = e.select(names).to_pylist()
-    by_code: dict[str, int] = defaultdict(int)
-    by_stage: dict[str, int] = defaultdict(int)
-    by_task: dict[str, int] = defaultdict(int)
-    for r in rows:
-        by_code[r["error_code"]] += 1
-        by_stage[r["stage"]] += 1
-        by_task[r["task"] or "(all tasks)"] += 1
-    return {
-        "total": len(rows),
-        "by_code": dict(sorted(by_code.items())),
-        "by_stage": dict(sorted(by_stage.items())),
-        "by_task": dict(sorted(by_task.items())),
-        "examples": rows[:10],
-    }
-
-
-def _runs(r: pa.Table | None) -> list[dict]:
-    if r is None:
-        return []
-    keep = [
-        "run_id",
-        "status",
-        "started_at",
-        "wall_s",
-        "items",
-        "items_ok",
-        "items_failed",
-        "audio_s",
-        "stages",
-        "message",
-    ]
-    runs = sorted(r.select(keep).to_pylist(), key=lambda x: x["started_at"])
-    for run in runs:
-        run["realtime_factor"] = run["audio_s"] / run["wall_s"] if run["wall_s"] else None
-        for s in run["stages"] or []:
-            # Per stage: audio seconds per busy second of one worker (actor or task).
-            s["realtime_factor_per_worker"] = s["audio_s"] / s["busy_s"] if s["busy_s"] else None
-    return runs
-
-
 def render_markdown(report: dict) -> str:
     """A short human-readable page of the same numbers."""
     lines = [f"# audiobatch report\n\nOutput: `{report['output']}`\n"]
+    if report.get("empty"):
+        lines.append(report["empty"] + "\n")
     for task, s in report["tasks"].items():
         lines.append(f"## Task `{task}` ({', '.join(s['model'])})\n")
         lines.append(f"- items: {s['items']:,}, audio: {s['audio_hours']:.3f} h")

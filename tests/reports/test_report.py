@@ -5,7 +5,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 
 from pipeline.io.tables import partition_dir, write_parquet
-from pipeline.reports.report import build_report, render_markdown, write_report
+from pipeline.reports.report import ReportRequest, build_report, render_markdown, write_report
 from pipeline.schemas import TRANSCRIPTS, conform
 
 
@@ -44,14 +44,14 @@ def test_report_corpus_wer_is_total_edits_over_total_words(tmp_path):
     write_parquet(
         fs, partition_dir(str(tmp_path), "transcripts", "task", "ctc") + "/p.parquet", table
     )
-    report = build_report(fs, str(tmp_path))
+    report = build_report(ReportRequest(str(tmp_path)))
     task = report["tasks"]["ctc"]
     assert task["items"] == 3 and task["scored_items"] == 2
     assert task["wer"] == 2 / 11
     assert task["cer"] == 6 / 44
     assert task["by_shard"]["s1"]["wer"] == 2 / 11 and task["by_shard"]["s2"]["wer"] is None
     assert report["errors"]["total"] == 0
-    json_path, md_path = write_report(fs, str(tmp_path), report)
+    json_path, md_path, _ = write_report(fs, str(tmp_path), report)
     assert json.loads(Path(json_path).read_text())["tasks"]["ctc"]["ref_words"] == 11
     md = Path(md_path).read_text()
     assert "corpus WER: 18.18%" in md and "| s1 | 2 | 18.18% |" in md
@@ -96,7 +96,7 @@ def test_languages_flags_and_errors_by_task_are_counted(tmp_path):
     }
     errors = conform(pa.Table.from_pylist([error]), "errors")
     write_parquet(fs, partition_dir(str(tmp_path), "errors", "stage", "w") + "/p.parquet", errors)
-    report = build_report(fs, str(tmp_path))
+    report = build_report(ReportRequest(str(tmp_path)))
     task = report["tasks"]["w"]
     assert task["languages"] == {"en": 2, "de": 1}
     assert task["flags"] == {

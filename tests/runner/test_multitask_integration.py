@@ -10,7 +10,7 @@ import pyarrow.fs as pafs
 import pytest
 
 from pipeline.io.tables import read_table
-from pipeline.reports.report import build_report
+from pipeline.reports.report import ReportRequest, build_report
 from pipeline.runner import run_job
 from pipeline.spec import parse_spec
 from pipeline.testing.corpus import build_files_corpus
@@ -87,7 +87,7 @@ def test_four_tasks_share_one_decode_and_land_once_each(ray_address, tmp_path):
     assert all(1 <= len(r["labels"]) <= 2 for r in by_task["tags"])
     assert all(r["segments"] is not None and r["labels"] is None for r in by_task["vad"])
 
-    report = build_report(fs, str(out))
+    report = build_report(ReportRequest(str(out)))
     assert set(report["tasks"]) == {"ctc", "whisper"}
     assert set(report["classifications"]) == {"tags", "vad"}
     assert report["classifications"]["tags"]["labels"]

@@ -18,7 +18,7 @@ import pytest
 from pipeline.io.storage import arrow_filesystem
 from pipeline.io.tables import read_table
 from pipeline.io.units import item_id
-from pipeline.reports.report import build_report
+from pipeline.reports.report import ReportRequest, build_report
 from pipeline.runner import run_job
 from pipeline.spec import StorageOptions, parse_spec
 from pipeline.testing.corpus import (
@@ -110,7 +110,7 @@ def test_s3_corpus_lands_exactly_once_with_errors_recorded(ray_address, s3_bucke
 
     # Corpus WER in the report is total edits over total reference words of the table rows.
     fs_out, root_out, _, _ = _tables(out, endpoint)
-    report = build_report(fs_out, root_out)["tasks"]["ctc"]
+    report = build_report(ReportRequest(out, StorageOptions(endpoint_url=endpoint)))["tasks"]["ctc"]
     rows = transcripts.to_pylist()
     edits = sum(r["substitutions"] + r["deletions"] + r["insertions"] for r in rows)
     assert report["wer"] == pytest.approx(edits / sum(r["ref_words"] for r in rows))

@@ -14,7 +14,7 @@ import soundfile as sf
 
 from pipeline.io.storage import arrow_filesystem
 from pipeline.io.tables import read_table
-from pipeline.reports.report import build_report
+from pipeline.reports.report import ReportRequest, build_report
 from pipeline.runner import run_job
 from pipeline.spec import StorageOptions, parse_spec
 from pipeline.testing.tiny_ctc import build_tiny_ctc
@@ -109,7 +109,9 @@ def test_texts_job_writes_audio_syntheses_and_roundtrip_once(
         assert row["chars_per_s"] is not None and row["rms_dbfs"] is not None
     assert any(r["normalized_text"] and "five dollars" in r["normalized_text"] for r in syntheses)
 
-    report = build_report(fs, root)["syntheses"]["synthesize"]
+    report = build_report(ReportRequest(out, StorageOptions(endpoint_url=endpoint)))["syntheses"][
+        "synthesize"
+    ]
     assert report["items"] == len(ok) and report["roundtrip"]["task"] == "asr"
 
     # A re-run finds everything done; the audio files were not duplicated.
