@@ -475,7 +475,7 @@ class ReportSpec(_Model):
     seed: int = Field(0, ge=0, description="Seed of the bootstrap and of the alignment sample")
     worst_items: int = Field(20, ge=0, le=1000, description="Worst items shown with alignments")
     alignment_items: int = Field(
-        20_000,
+        10_000,
         ge=0,
         description="At most this many scored items (a seeded sample) are re-aligned for the "
         "confusion pairs, deletions and insertions; all of them when there are fewer",

@@ -21,6 +21,23 @@ from pipeline.reports.stats import ratio_ci
 from pipeline.spec import ReportSpec
 
 EDITS = "(substitutions + deletions + insertions)"
+
+# The `latest` view read once into a temporary table of the columns the report reads (not the
+# segments and word lists): each section then scans memory instead of re-reading every file
+# and re-ranking re-processed rows, ~40 times per task.
+LATEST = "report_latest"
+_SNAPSHOT_COLUMNS = (
+    "item_id, task, source_uri, member, shard, duration_s, model, text, language, confidence, "
+    "avg_logprob, flags, reference, normalizer, ref_words, substitutions, deletions, insertions, "
+    "ref_chars, char_edits, metadata, run_id"
+)
+
+
+def snapshot(con) -> None:
+    """Create the `report_latest` temporary table from the `latest` view."""
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {LATEST} AS SELECT {_SNAPSHOT_COLUMNS} FROM latest")
+
+
 DURATION_EDGES = (0, 2, 5, 10, 20, 30, 60)
 HIST_BINS = 20
 
@@ -41,7 +58,7 @@ class Scope:
 
 
 def asr_tasks(con, run: str | None) -> list[str]:
-    sql = "SELECT DISTINCT task FROM latest" + (" WHERE run_id = ?" if run else "")
+    sql = f"SELECT DISTINCT task FROM {LATEST}" + (" WHERE run_id = ?" if run else "")
     return sorted(r[0] for r in con.execute(sql, [run] if run else []).fetchall())
 
 
@@ -55,7 +72,7 @@ def task_section(con, scope: Scope, cfg: ReportSpec) -> dict:
                 FILTER (WHERE ref_words IS NOT NULL),
             sum(ref_words), sum({EDITS}), sum(substitutions), sum(deletions), sum(insertions),
             sum(ref_chars), sum(char_edits)
-        FROM latest WHERE {where}""",
+        FROM {LATEST} WHERE {where}""",
         params,
     ).fetchall()[0]
     items, audio_s, models, scored, norms, ref_words, edits, s, d, i, ref_chars, ch = row
@@ -106,7 +123,7 @@ _DURATION_BUCKET = (
 
 def _ci(con, num: str, den: str, where: str, params: list, cfg: ReportSpec) -> dict | None:
     rows = con.execute(
-        f"SELECT {num}, {den}, count(*) FROM latest WHERE {where} AND {den} IS NOT NULL "
+        f"SELECT {num}, {den}, count(*) FROM {LATEST} WHERE {where} AND {den} IS NOT NULL "
         "GROUP BY ALL ORDER BY ALL",
         params,
     ).fetchall()
@@ -126,7 +143,7 @@ def _grouped(
         f"""SELECT {key} AS g, count(*), count(ref_words),
                 string_agg(DISTINCT normalizer, ',' ORDER BY normalizer),
                 sum(ref_words), sum({EDITS}), sum(ref_chars), sum(char_edits)
-            FROM latest WHERE {where} GROUP BY g
+            FROM {LATEST} WHERE {where} GROUP BY g
             ORDER BY {order or "count(*) DESC"}, g LIMIT {int(cfg.max_groups)}""",
         params,
     ).fetchall()
@@ -153,7 +170,7 @@ def _group_cis(con, key, where, params, cfg, groups: list[dict]) -> None:
     import numpy as np
 
     rows = con.execute(
-        f"SELECT {key} AS g, {EDITS}, ref_words, count(*) FROM latest "
+        f"SELECT {key} AS g, {EDITS}, ref_words, count(*) FROM {LATEST} "
         f"WHERE {where} AND ref_words IS NOT NULL GROUP BY ALL ORDER BY ALL",
         params,
     ).fetchall()
@@ -173,9 +190,9 @@ def _metadata_groups(con, where, params, cfg: ReportSpec) -> tuple[dict, list[st
     groups, notes = {}, []
     for name in cfg.group_by:
         key = f"json_extract_string(metadata, '$.\"{name}\"')"
-        present = con.execute(f"SELECT count({key}) FROM latest WHERE {where}", params).fetchall()[
-            0
-        ][0]
+        present = con.execute(
+            f"SELECT count({key}) FROM {LATEST} WHERE {where}", params
+        ).fetchall()[0][0]
         if present:
             groups[name] = _grouped(con, key, where, params, cfg)
         else:
@@ -186,13 +203,13 @@ def _metadata_groups(con, where, params, cfg: ReportSpec) -> tuple[dict, list[st
 def _histogram(con, expr: str, where: str, params: list) -> dict | None:
     """Equal-width bins from 0 to the 99th percentile of `expr` (the last bin takes the rest)."""
     top = con.execute(
-        f"SELECT quantile_cont({expr}, 0.99) FROM latest WHERE {where} AND {expr} >= 0", params
+        f"SELECT quantile_cont({expr}, 0.99) FROM {LATEST} WHERE {where} AND {expr} >= 0", params
     ).fetchall()[0][0]
     if top is None:
         return None
     width = float(top) / HIST_BINS or 1.0
     rows = con.execute(
-        f"SELECT least(floor(({expr}) / ?)::INT, {HIST_BINS - 1}) AS b, count(*) FROM latest "
+        f"SELECT least(floor(({expr}) / ?)::INT, {HIST_BINS - 1}) AS b, count(*) FROM {LATEST} "
         f"WHERE {where} AND {expr} >= 0 GROUP BY b",
         [width, *params],
     ).fetchall()
@@ -210,7 +227,7 @@ def _by_confidence(con, where: str, params: list) -> dict | None:
             f"""SELECT b, min(c), max(c), count(*), sum(e), sum(n) FROM (
                     SELECT ntile(10) OVER (ORDER BY {column}) AS b, {column} AS c,
                            {EDITS} AS e, ref_words AS n
-                    FROM latest WHERE {where} AND {column} IS NOT NULL AND ref_words IS NOT NULL)
+                    FROM {LATEST} WHERE {where} AND {column} IS NOT NULL AND ref_words IS NOT NULL)
                 GROUP BY b ORDER BY b""",
             params,
         ).fetchall()
@@ -230,7 +247,7 @@ def _confusions(con, where, params, cfg: ReportSpec, scored: int) -> dict | None
         return None
     # A seeded, stable sample: the items with the smallest hash of (id, seed).
     rows = con.execute(
-        f"""SELECT reference, text, normalizer FROM latest
+        f"""SELECT reference, text, normalizer FROM {LATEST}
             WHERE {where} AND ref_words IS NOT NULL AND reference IS NOT NULL
             ORDER BY hash(item_id || ?), item_id LIMIT {int(cfg.alignment_items)}""",
         [*params, str(cfg.seed)],
@@ -251,7 +268,7 @@ def _worst(con, where: str, params: list, n: int) -> list[dict]:
     rows = con.execute(
         f"""SELECT item_id, source_uri, member, duration_s, reference, text, normalizer,
                 ref_words, {EDITS} AS edits
-            FROM latest WHERE {where} AND ref_words > 0
+            FROM {LATEST} WHERE {where} AND ref_words > 0
             ORDER BY edits / ref_words DESC, edits DESC, item_id LIMIT {int(n)}""",
         params,
     ).fetchall()
@@ -277,19 +294,19 @@ def _worst(con, where: str, params: list, n: int) -> list[dict]:
 def _languages_and_flags(con, where: str, params: list) -> dict:
     out: dict = {}
     langs = con.execute(
-        f"SELECT language, count(*) n FROM latest WHERE {where} AND language IS NOT NULL "
+        f"SELECT language, count(*) n FROM {LATEST} WHERE {where} AND language IS NOT NULL "
         "GROUP BY language ORDER BY n DESC, language",
         params,
     ).fetchall()
     if langs:
         out["languages"] = dict(langs)
     checked, flagged = con.execute(
-        f"SELECT count(flags), count(*) FILTER (WHERE len(flags) > 0) FROM latest WHERE {where}",
+        f"SELECT count(flags), count(*) FILTER (WHERE len(flags) > 0) FROM {LATEST} WHERE {where}",
         params,
     ).fetchall()[0]
     if checked:
         by_flag = con.execute(
-            f"SELECT f, count(*) FROM (SELECT unnest(flags) f FROM latest WHERE {where}) "
+            f"SELECT f, count(*) FROM (SELECT unnest(flags) f FROM {LATEST} WHERE {where}) "
             "GROUP BY f ORDER BY f",
             params,
         ).fetchall()

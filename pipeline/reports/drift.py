@@ -12,6 +12,7 @@ The run reported on (the newest in `runs`, or `--run`) against the one before it
 
 from __future__ import annotations
 
+from pipeline.reports.asr import LATEST
 from pipeline.reports.stats import unpaired_ratio_diff_ci
 from pipeline.spec import ReportSpec
 
@@ -34,7 +35,7 @@ def drift(con, cfg: ReportSpec, run: str | None = None) -> dict | None:
             [rid, pid],
         ).fetchall()
     )
-    tasks = [r[0] for r in con.execute("SELECT DISTINCT task FROM latest ORDER BY 1").fetchall()]
+    tasks = [r[0] for r in con.execute(f"SELECT DISTINCT task FROM {LATEST} ORDER BY 1").fetchall()]
     label_tasks = [
         r[0]
         for r in con.execute(
@@ -57,8 +58,8 @@ def drift(con, cfg: ReportSpec, run: str | None = None) -> dict | None:
 
 
 def _new_items(con, task: str, rid: str, start, cfg: ReportSpec) -> dict:
-    new = """new AS (
-        SELECT l.* FROM latest l WHERE l.task = ? AND l.run_id = ? AND NOT EXISTS (
+    new = f"""new AS (
+        SELECT l.* FROM {LATEST} l WHERE l.task = ? AND l.run_id = ? AND NOT EXISTS (
             SELECT 1 FROM transcripts o JOIN run_times rt USING (run_id)
             WHERE o.task = l.task AND o.item_id = l.item_id AND rt.started_at < ?))"""
     params = [task, rid, start]
@@ -68,7 +69,7 @@ def _new_items(con, task: str, rid: str, start, cfg: ReportSpec) -> dict:
         ("new", "SELECT * FROM new"),
         (
             "rest",
-            "SELECT * FROM latest WHERE task = ? AND item_id NOT IN (SELECT item_id FROM new)",
+            f"SELECT * FROM {LATEST} WHERE task = ? AND item_id NOT IN (SELECT item_id FROM new)",
         ),
     ):
         sides[name] = con.execute(

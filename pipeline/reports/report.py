@@ -49,7 +49,7 @@ def build_report(request: ReportRequest) -> dict:
 
 
 def _sections(con, request: ReportRequest, cfg: ReportSpec) -> dict:
-    from pipeline.reports.asr import Scope, asr_tasks, task_section
+    from pipeline.reports.asr import Scope, asr_tasks, snapshot, task_section
     from pipeline.reports.classes import classification_sections, synthesis_sections
     from pipeline.reports.drift import drift
     from pipeline.reports.operations import errors_section, runs_section
@@ -62,6 +62,7 @@ def _sections(con, request: ReportRequest, cfg: ReportSpec) -> dict:
         from pipeline.query import QueryError
 
         raise QueryError(f"{request.output}: no run {run!r} in the runs table")
+    snapshot(con)
     tasks = asr_tasks(con, run)
     return {
         "tasks": {t: task_section(con, Scope(t, run), cfg) for t in tasks},
@@ -77,6 +78,7 @@ def _sections(con, request: ReportRequest, cfg: ReportSpec) -> dict:
 
 
 def _comparisons(con, request: ReportRequest, cfg: ReportSpec, tasks: list[str]) -> list[dict]:
+    from pipeline.reports.asr import LATEST
     from pipeline.reports.compare import compare, side
 
     run, other = request.run, request.compare
@@ -86,8 +88,7 @@ def _comparisons(con, request: ReportRequest, cfg: ReportSpec, tasks: list[str])
     if other:
         pairs = [p for p in pairs if other in p]
     return [
-        compare(con, a, side("latest", a, run), b, side("latest", b, run), cfg)
-        for a, b in pairs[:6]
+        compare(con, a, side(LATEST, a, run), b, side(LATEST, b, run), cfg) for a, b in pairs[:6]
     ]
 
 
@@ -96,6 +97,7 @@ def _compare_outputs(con, request: ReportRequest, cfg: ReportSpec, tasks: list[s
     each has one transcription task, those two). The other side's per-item counts and texts come over as Arrow
     and are registered on this connection, which cannot read outside its own output."""
     from pipeline.query import QueryError, connect
+    from pipeline.reports.asr import LATEST
     from pipeline.reports.compare import compare, side
 
     try:
@@ -123,7 +125,7 @@ def _compare_outputs(con, request: ReportRequest, cfg: ReportSpec, tasks: list[s
             compare(
                 con,
                 task,
-                side("latest", task, request.run),
+                side(LATEST, task, request.run),
                 name,
                 side("compare_other", match),
                 cfg,
