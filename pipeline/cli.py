@@ -122,13 +122,14 @@ def _validate(args) -> int:
 def _run(args) -> int:
     spec = _load(args)
     from pipeline.io.storage import arrow_filesystem, storage_errors
-    from pipeline.reports.report import build_report, write_report
+    from pipeline.reports.report import ReportRequest, build_report, write_report
     from pipeline.runner import run_job
 
     result = run_job(spec)
     with storage_errors(spec.output.uri, "output", spec.output.storage):
         fs, root = arrow_filesystem(spec.output.uri, spec.output.storage)
-        report = build_report(fs, root)
+        request = ReportRequest(spec.output.uri, spec.output.storage, settings=spec.report)
+        report = build_report(request)
         write_report(fs, root, report)
     print(_summary(result, report, spec.output.uri))
     return 0

@@ -241,7 +241,7 @@ def _by_confidence(con, where: str, params: list) -> dict | None:
 
 
 def _confusions(con, where, params, cfg: ReportSpec, scored: int) -> dict | None:
-    from pipeline.metrics.normalize import get_normalizer
+    from pipeline.text.normalize import get_normalizer
 
     if cfg.alignment_items == 0:
         return None
@@ -261,7 +261,7 @@ def _confusions(con, where, params, cfg: ReportSpec, scored: int) -> dict | None
 
 
 def _worst(con, where: str, params: list, n: int) -> list[dict]:
-    from pipeline.metrics.normalize import get_normalizer
+    from pipeline.text.normalize import get_normalizer
 
     if n == 0:
         return []

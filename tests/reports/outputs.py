@@ -11,9 +11,9 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 
 from pipeline.io.tables import partition_dir, with_partition, write_parquet
-from pipeline.metrics.normalize import get_normalizer
 from pipeline.metrics.wer import char_edits, word_edits
 from pipeline.schemas import CLASSIFICATIONS, ERRORS, TRANSCRIPTS, conform
+from pipeline.text.normalize import get_normalizer
 
 FS = pafs.LocalFileSystem()
 
