@@ -26,8 +26,11 @@ class ErrorCode(enum.StrEnum):
     NON_FINITE = "non_finite"  # NaN or Inf samples
     MODEL_FAILED = "model_failed"  # the model raised on this item (alone, not its batch)
     SCORE_FAILED = "score_failed"  # scoring raised on this item
-    INVALID_INPUT = "invalid_input"  # a text row is malformed (no id, bad speaker embedding)
-    DUPLICATE_ID = "duplicate_id"  # a text id seen earlier in the same table
+    # a text row is malformed (no id, bad speaker embedding), or a manifest path is refused
+    # (a NUL byte, outside the input prefix, under /proc, /sys or /dev)
+    INVALID_INPUT = "invalid_input"
+    # a text id seen earlier in the same table; a manifest path naming a file named before
+    DUPLICATE_ID = "duplicate_id"
     WRITE_FAILED = "write_failed"  # an output file (synthesized audio) could not be written
 
 

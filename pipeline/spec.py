@@ -58,6 +58,11 @@ class InputSpec(_Model):
         description="files format only: JSONL/CSV/Parquet with `path` (relative to uri or absolute), optional `text` and any metadata",
     )
     storage: StorageOptions = Field(default_factory=StorageOptions)
+    allow_outside_paths: bool = Field(
+        False,
+        description="files format: let a manifest name files outside `uri` (and symlinks lead "
+        "there); off, such paths are invalid_input error rows. /proc, /sys and /dev are never read",
+    )
     audio_column: str = Field(
         "audio",
         description="parquet format: the column holding the {bytes, path} struct or raw bytes",

@@ -11,7 +11,7 @@ import posixpath
 from pipeline.errors import InputError
 from pipeline.io.formats import FORMATS
 from pipeline.io.idset import IdSet
-from pipeline.io.storage import filesystem
+from pipeline.io.storage import filesystem, is_local
 from pipeline.io.units import InputPlan, Listing
 from pipeline.spec import InputSpec
 
@@ -30,13 +30,17 @@ def plan_input(spec: InputSpec, items_per_unit: int = 32, done: IdSet | None = N
 
 
 def _list(fs, root: str, uri: str) -> Listing:
-    """Every file and its size, and the folder that relative paths are relative to."""
-    base = posixpath.dirname(root)
+    """Every file and its size, the local paths that are not plain files, and the folder
+    that relative paths are relative to."""
+    glob_at = min((root.index(ch) for ch in "*?[" if ch in root), default=None)
+    # A glob's prefix is the folder before its first wildcard: /data/*/x.wav -> /data.
+    base = posixpath.dirname(root if glob_at is None else root[:glob_at])
+    local = is_local(fs)
     try:
-        if any(ch in root for ch in "*?["):
+        if glob_at is not None:
             paths = fs.glob(root, detail=True)
         elif fs.isdir(root):
-            paths, base = fs.find(root, detail=True), root
+            paths, base = fs.find(root, detail=True, withdirs=local), root
         elif fs.exists(root):
             paths = {root: fs.info(root)}
         else:
@@ -44,7 +48,14 @@ def _list(fs, root: str, uri: str) -> Listing:
     except (PermissionError, OSError) as exc:
         raise InputError(f"input {uri} could not be listed: {exc}") from None
     files = {p: info.get("size") for p, info in paths.items() if info.get("type", "file") == "file"}
-    return Listing(fs, base, files)
+    special = tuple(
+        sorted(
+            p
+            for p, info in paths.items()
+            if local and p != root and info.get("type") in ("other", "directory")
+        )
+    )
+    return Listing(fs, base, files, special)
 
 
 def _detect_format(files: dict, spec: InputSpec) -> str:

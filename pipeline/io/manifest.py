@@ -48,12 +48,8 @@ def read_manifest(uri: str, storage: StorageOptions) -> list[ManifestEntry]:
                 json.dumps(meta, default=str) if meta else None,
             )
         )
-    paths = [e.path for e in entries]
-    if len(set(paths)) != len(paths):
-        dupes = sorted({p for p in paths if paths.count(p) > 1})[:5]
-        raise InputError(
-            f"manifest {uri} lists the same path more than once (e.g. {', '.join(dupes)})"
-        )
+    # A path named twice (or two spellings of one file) is the listing's to record as a
+    # duplicate_id error row: one bad row must not stop the job.
     return entries
 
 

@@ -90,7 +90,7 @@ def arrow_filesystem(
 
 def full_uri(fs: fsspec.AbstractFileSystem, path: str) -> str:
     """A stable, absolute URI for a path on `fs` (what item ids are hashed from)."""
-    if _is_local(fs):
+    if is_local(fs):
         return posixpath.normpath(path) if path.startswith("/") else posixpath.abspath(path)
     return fs.unstrip_protocol(path)
 
@@ -103,7 +103,8 @@ def join(uri: str, *parts: str) -> str:
     return "/".join([uri.rstrip("/"), *parts])
 
 
-def _is_local(fs: fsspec.AbstractFileSystem) -> bool:
+def is_local(fs: fsspec.AbstractFileSystem) -> bool:
+    """True for the local filesystem (where symlinks, FIFOs and devices exist)."""
     protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
     return protocol in ("file", "local")
 
@@ -134,7 +135,7 @@ def bounded(fn: Callable[[], T], seconds: float, what: str) -> T:
 
 def read_object(fs: fsspec.AbstractFileSystem, path: str, timeout_s: float) -> bytes:
     """The whole object at `path`; on object storage within `timeout_s` or TimeoutError."""
-    if _is_local(fs):
+    if is_local(fs):
         return fs.cat_file(path)
     return bounded(lambda: fs.cat_file(path), timeout_s, f"reading {path}")
 

@@ -39,6 +39,8 @@ class FileEntry:
     size: int | None
     text: str | None = None
     metadata: str | None = None
+    member: str = ""  # set only for a refused manifest row, so its id is its own
+    error: RowError | None = None  # refused at listing: becomes an error row, never read
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,7 @@ class WorkUnit:
     size: int = 0
     num_items: int | None = None
     files: tuple[FileEntry, ...] = field(default=())
+    prefix: str = ""  # files format: the input prefix that paths (and symlinks) must stay in
 
 
 @dataclass(frozen=True)
@@ -76,6 +79,9 @@ class Listing:
     fs: Any  # an fsspec filesystem
     base: str
     files: dict[str, int | None]
+    # Local paths that are not plain files (symlinks, FIFOs, directories): the files
+    # format reads those named like audio, and reading says what each one is.
+    special: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

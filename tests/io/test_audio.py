@@ -272,3 +272,12 @@ def test_an_ogg_stream_cut_short_is_truncated_not_silently_short(fmt, share):
     assert decode(whole).duration_s == pytest.approx(8.0, abs=0.05)  # complete: no complaint
     err = refused(whole[: int(len(whole) * share)])
     assert err.code is ErrorCode.TRUNCATED and "end-of-stream page" in str(err)
+
+
+def test_a_zip_named_wav_is_undecodable():
+    import zipfile
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("inner.wav", encode(sine(TARGET, 0.2), TARGET, "wav"))
+    assert refused(buf.getvalue()).code is ErrorCode.UNDECODABLE
