@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 # Ray otherwise advertises the machine's eth0 address, not loopback (see the conftest).
 export RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER ?= 0
 
-.PHONY: install demo test lint format unit compat bench clean
+.PHONY: install demo test lint format unit compat bench bench-gpu bench-smoke clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -52,6 +52,18 @@ format: install
 
 bench: install
 	$(BIN)/python benchmarks/bench_ctc_cpu.py
+
+## Every GPU benchmark in one run (< 8 min on one H200), one table written to $(TABLE).
+## Run on the GPU machine with .devcarry packed (benchmarks/gpu_suite.py says how);
+## it needs no .venv there.
+TABLE ?= gpu_suite.md
+bench-gpu:
+	if [ -f .devcarry/unpack.py ]; then $(PYTHON) .devcarry/unpack.py; fi
+	PYTHONPATH=/tmp/site:$(CURDIR)$${PYTHONPATH:+:$$PYTHONPATH} $(PYTHON) benchmarks/gpu_suite.py --out $(TABLE)
+
+## The same suite with tiny models on the CPU, in-process: catches typos before GPU time.
+bench-smoke: install
+	$(BIN)/python benchmarks/gpu_suite.py --smoke --out .cache/bench-smoke.md
 
 clean:
 	rm -rf $(VENV) .demo .pytest_cache .ruff_cache

@@ -31,6 +31,9 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).parent))
+import suite_rows  # noqa: E402
+
 RATE = 16_000
 ITEM_S = 10.24
 CEILING_FACTS = 15_700  # FACTS.md, one H200, bf16, batch 128, features on the device
@@ -150,7 +153,7 @@ def end_to_end(stage, batches) -> tuple[float, int]:
     return time.perf_counter() - t0, done
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--device", default="cuda", choices=["cuda", "cpu"])
     ap.add_argument("--tiny", action="store_true", help="tiny AST (smoke run)")
@@ -162,7 +165,7 @@ def main() -> None:
     ap.add_argument("--ceiling-batch", type=int, default=128)
     ap.add_argument("--results", default=str(Path(__file__).with_name("RESULTS.md")))
     ap.add_argument("--no-write", action="store_true")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     import torch
 
     if args.device == "cuda" and not torch.cuda.is_available():
@@ -213,6 +216,14 @@ def main() -> None:
         "",
     ]
     print("\n".join(lines))
+    suite_rows.emit(
+        "AST tiny (smoke)" if args.tiny else "AST (87M, 527 labels)",
+        ceiling_batch,
+        ours,
+        ceiling,
+        suite_rows.torch_peak_gib(),
+        f"{n} items x 10.24 s, {rows} rows per call; {done} labelled",
+    )
     if not args.no_write:
         with open(args.results, "a") as f:
             f.write("\n" + "\n".join(lines))

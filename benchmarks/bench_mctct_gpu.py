@@ -29,6 +29,9 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).parent))
+import suite_rows  # noqa: E402
+
 RESULTS = Path(__file__).with_name("RESULTS.md")
 
 
@@ -74,7 +77,7 @@ def best_of(repeats: int, run, sync) -> float:
     return min(times)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--device", default="cuda", choices=["cuda", "cpu"])
     ap.add_argument("--tiny", action="store_true", help="tiny widths (a smoke test)")
@@ -84,7 +87,7 @@ def main() -> None:
     ap.add_argument("--batch-seconds", type=float, default=320.0)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--workdir", default=os.path.join(tempfile.gettempdir(), "audiobatch-mctct"))
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
 
     import torch
 
@@ -185,6 +188,15 @@ def main() -> None:
         "",
     ]
     print("\n".join(lines))
+    suite_rows.emit(
+        f"M-CTC-T {size}",
+        f"{args.batch_seconds:g} s",
+        audio_s / stage_s,
+        audio_s / forward_s,
+        peak if args.device == "cuda" else None,
+        f"{len(items)} items of {args.shortest:g}-{args.longest:g} s; ceiling: forward on "
+        "precomputed features",
+    )
     if not args.tiny:
         with RESULTS.open("a") as f:
             f.write("\n".join(lines) + "\n")

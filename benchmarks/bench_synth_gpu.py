@@ -33,6 +33,9 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).parent))
+import suite_rows  # noqa: E402
+
 RESULTS = Path(__file__).with_name("RESULTS.md")
 
 
@@ -89,7 +92,7 @@ def timed(fn, device: str) -> float:
     return time.perf_counter() - t0
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--tiny", action="store_true", help="tiny models (a smoke test)")
@@ -98,7 +101,7 @@ def main() -> None:
     ap.add_argument("--maxlenratio", type=float, default=6.0)
     ap.add_argument("--mixed", action="store_true", help="40-160 characters instead of 99")
     ap.add_argument("--reference", action="store_true", help="also time generate_speech")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     args.items = args.items or (16 if args.tiny else 512)
     args.batches = args.batches or ("4,16" if args.tiny else "64,128,256")
     import torch
@@ -204,6 +207,15 @@ def main() -> None:
             "",
         ]
     print("\n".join(lines))
+    for b, d, s, m in rows:
+        suite_rows.emit(
+            "SpeechT5 tiny + vocoder (smoke)" if args.tiny else "SpeechT5 TTS + HiFi-GAN",
+            b,
+            audio_s / s,
+            audio_s / d,
+            m or None,
+            "audio s out per s; ceiling column: our decode + postnet without the vocoder",
+        )
     if not args.tiny:
         with RESULTS.open("a") as f:
             f.write("\n" + "\n".join(lines) + "\n")  # a blank line after whatever came before

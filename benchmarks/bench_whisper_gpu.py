@@ -38,6 +38,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
+import suite_rows  # noqa: E402
 from bench_whisper_cpu import arrow_batches, write_section  # noqa: E402
 
 SECTION = "## GPU, Whisper large-v3-turbo size, random init (`bench_whisper_gpu.py`)"
@@ -177,7 +178,7 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--device", choices=["cuda", "cpu"], default="cuda")
     ap.add_argument("--tiny", action="store_true", help="the tests' tiny model (smoke run)")
@@ -187,7 +188,7 @@ def main() -> None:
     ap.add_argument("--raw-batch", type=int, default=256)
     ap.add_argument("--workdir", default=os.path.join(tempfile.gettempdir(), "audiobatch-bench"))
     ap.add_argument("--no-write", action="store_true", help="print only, leave RESULTS.md")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     import torch
     import transformers
@@ -250,6 +251,15 @@ def main() -> None:
         f"end to end {rt['stage']:.0f}x realtime (target >= {TARGET_REALTIME:.0f}x on one H200)",
     ]
     print("\n".join(lines))
+    suite_rows.emit(
+        "Whisper tiny (smoke)" if args.tiny else "Whisper large-v3-turbo, greedy",
+        256,
+        rt["stage"],
+        rt["raw_generate"],
+        suite_rows.torch_peak_gib(),
+        f"{tokens} tokens/item; transformers pipeline(batch_size=16) {rt['pipeline']:,.0f}x, "
+        f"stage / pipeline {rt['stage'] / rt['pipeline']:.1f}x (target >= 5x)",
+    )
     record = {
         "items": items,
         "tokens": tokens,

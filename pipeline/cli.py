@@ -47,6 +47,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--address", help="Ray cluster address (default: runtime.address, else a local Ray)"
     )
+    run.add_argument(
+        "--verbose", action="store_true", help="print every line of Ray's own output too"
+    )
     run.set_defaults(func=_run)
 
     val = sub.add_parser("validate", help="validate a job spec and print what it would do")
@@ -125,7 +128,7 @@ def _run(args) -> int:
     from pipeline.reports.report import ReportRequest, build_report, write_report
     from pipeline.runner import run_job
 
-    result = run_job(spec)
+    result = run_job(spec, verbose=args.verbose)
     with storage_errors(spec.output.uri, "output", spec.output.storage):
         fs, root = arrow_filesystem(spec.output.uri, spec.output.storage)
         request = ReportRequest(spec.output.uri, spec.output.storage, settings=spec.report)

@@ -59,6 +59,7 @@ class StagePlan:
     resources: Resources
     batch_size: int | None  # None: one upstream block per call (keeps writes small and frequent)
     uses_audio: bool = True  # False: the decoded audio can be dropped before this stage
+    cpus_from_spec: bool = False  # the spec set num_cpus: fitting to the cluster keeps it
 
 
 @dataclass(frozen=True)
@@ -139,6 +140,7 @@ def _model_stage(spec: JobSpec, task) -> StagePlan:
             max_actors=task.actors,
         ),
         task.batch_size,
+        cpus_from_spec="num_cpus" in task.model_fields_set,
     )
 
 

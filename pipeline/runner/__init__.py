@@ -7,7 +7,6 @@ on `item_id` so a re-run (after a crash or after success) processes each item on
 
 from __future__ import annotations
 
-import logging
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -15,12 +14,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import ray
 import ray.data
 from ray.data.checkpoint import CheckpointConfig
 
 from pipeline import columns as C
 from pipeline.errors import AudiobatchError, StorageError
+from pipeline.fit import fit_plan
 from pipeline.io.idset import IdSet
 from pipeline.io.listing import plan_input
 from pipeline.io.storage import (
@@ -33,6 +34,7 @@ from pipeline.io.storage import (
 )
 from pipeline.plan import Plan, StagePlan, build_plan
 from pipeline.progress import Counters
+from pipeline.runner import ray_logs
 from pipeline.runner.checkpoint import CleanupOnlyCheckpointManager, committed_ids
 from pipeline.runner.datasink import TablesDatasink
 from pipeline.runner.datasource import AudioShardDatasource
@@ -52,8 +54,11 @@ class RunResult:
     output_uri: str
 
 
-def run_job(spec: JobSpec, *, out: Callable[[str], None] = print) -> RunResult:
-    """Run `spec` to completion on the configured (or a local) Ray cluster."""
+def run_job(
+    spec: JobSpec, *, out: Callable[[str], None] = print, verbose: bool = False
+) -> RunResult:
+    """Run `spec` to completion on the configured (or a local) Ray cluster; `verbose`
+    lets every line of Ray's own output through (see runner/ray_logs.py)."""
     run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ-") + uuid.uuid4().hex[:6]
     started, t0 = datetime.now(UTC), time.monotonic()
     plan = build_plan(spec)
@@ -74,8 +79,11 @@ def run_job(spec: JobSpec, *, out: Callable[[str], None] = print) -> RunResult:
     out(_header(run_id, inputs, plan, done, spec.output.uri))
     status, counters, message = "succeeded", Counters(), "nothing to do"
     if inputs.units:
-        _init_ray(spec.runtime)
-        _check_fits(plan, ray.cluster_resources())
+        _init_ray(spec.runtime, verbose)
+        fit = fit_plan(plan, ray.cluster_resources())
+        if fit.note:
+            out(fit.note)
+        plan = fit.plan
         status, counters, message = _execute(
             spec, plan, inputs, done, run_id, out_fs, out_root, out, record
         )
@@ -142,6 +150,7 @@ def _execute(spec: JobSpec, plan: Plan, inputs, done: IdSet, run_id, out_fs, out
     # A texts row's input_bytes are its text's, not its table's share: no byte fraction.
     total_bytes = None if inputs.format == "texts" else inputs.total_bytes
     totals = {"total_items": inputs.total_items, "total_bytes": total_bytes}
+    totals["gate"] = next((s.name for s in reversed(plan.stages) if s.resources.actor), None)
     interval = spec.runtime.progress_interval_s
     t0 = time.monotonic()
     printer = ProgressPrinter(
@@ -164,27 +173,9 @@ def _execute(spec: JobSpec, plan: Plan, inputs, done: IdSet, run_id, out_fs, out
     return status, counters, message
 
 
-def _check_fits(plan: Plan, resources: dict) -> None:
-    """Refuse a plan whose actor pools leave no CPU for the read, decode and write tasks.
-
-    Each actor pool holds its CPUs for the whole run; if they take every CPU, the task
-    stages never get scheduled and Ray waits forever instead of failing."""
-    cpus = resources.get("CPU", 0)
-    actors = sum(s.resources.num_cpus for s in plan.stages if s.resources.actor)
-    tasks = max([1.0] + [s.resources.num_cpus for s in plan.stages if not s.resources.actor])
-    if actors + tasks > cpus:
-        pools = ", ".join(
-            f"{s.name} {s.resources.num_cpus:g}" for s in plan.stages if s.resources.actor
-        )
-        raise RunFailed(
-            f"the model actors hold {actors:g} CPUs ({pools}) and the read/decode/write tasks "
-            f"need at least {tasks:g} more, but the cluster has {cpus:g}: lower `num_cpus` of "
-            "the tasks (e.g. 0.5; `cpu_threads` still sets their torch threads) or add CPUs"
-        )
-
-
 def _dataset(spec: JobSpec, plan: Plan, inputs, done: IdSet, progress):
-    has_gpu = ray.cluster_resources().get("GPU", 0) > 0
+    resources = ray.cluster_resources()
+    pool_sizes = {s.resources.max_actors for s in plan.stages if s.resources.actor}
     max_bytes = int(spec.decode.max_file_mb * 2**20)
     source = AudioShardDatasource(
         inputs, spec.input, max_bytes, spec.runtime.read_batch_items, ray.put(done)
@@ -192,7 +183,7 @@ def _dataset(spec: JobSpec, plan: Plan, inputs, done: IdSet, progress):
     ds = ray.data.read_datasource(source)
     last_user = [s for s in plan.stages if s.uses_audio][-1]
     for stage in plan.stages:
-        ds = _apply(ds, stage, progress, has_gpu)
+        ds = _apply(ds, stage, progress, resources, pool_sizes)
         if stage is last_user:  # audio is not needed past the models
             ds = ds.drop_columns([C.AUDIO])
     return ds
@@ -206,10 +197,16 @@ _WORKER_ENV = {
 }
 
 
-def _init_ray(runtime: RuntimeSpec) -> None:
-    logging.getLogger("ray.data").setLevel(logging.WARNING)
-    if ray.is_initialized():
-        return
+def _init_ray(runtime: RuntimeSpec, verbose: bool) -> None:
+    ray_logs.configure(verbose)
+    if not ray.is_initialized():
+        _start_ray(runtime)
+    if not verbose:
+        ray_logs.filter_worker_lines()
+        ray_logs.spend_restart_notice()
+
+
+def _start_ray(runtime: RuntimeSpec) -> None:
     ray.init(
         address=runtime.address,
         num_cpus=runtime.num_cpus if runtime.address is None else None,
@@ -219,16 +216,22 @@ def _init_ray(runtime: RuntimeSpec) -> None:
     )
 
 
-class _ActorStage:
-    """Wraps a stage for an actor pool: built once per actor, timed per batch."""
+def _actor_class(stage: StagePlan, progress) -> type:
+    """A class for an actor pool: builds the stage once per actor, times each batch.
 
-    def __init__(self, stage: StagePlan, progress):
-        self._stage = stage.factory()
-        self._name = stage.name
-        self._progress = progress
+    The stage plan rides in the class, not in `fn_constructor_args`: Ray keeps
+    constructor arguments in the object store, and warns on every actor start that a
+    restarted actor may not find them."""
 
-    def __call__(self, batch: pa.Table) -> pa.Table:
-        return _timed(self._stage, self._name, self._progress, batch)
+    class _ActorStage:
+        def __init__(self):
+            self._stage = stage.factory()
+
+        def __call__(self, batch: pa.Table) -> pa.Table:
+            return _timed(self._stage, stage.name, progress, batch)
+
+    _ActorStage.__name__ = _ActorStage.__qualname__ = f"Stage_{stage.name}"
+    return _ActorStage
 
 
 _TASK_STAGES: dict[str, object] = {}
@@ -241,40 +244,43 @@ def _task_fn(stage: StagePlan, progress) -> Callable[[pa.Table], Iterator[pa.Tab
             stage.name, stage.factory()
         )
         # A stage may hand its output on in several blocks (decode, by decoded bytes).
-        t = time.perf_counter()
+        t, cpu = time.perf_counter(), time.thread_time()
         for out in instance.calls(batch):
-            busy = time.perf_counter() - t
-            progress.stage.remote(stage.name, out.num_rows, C.audio_seconds(out), busy)
+            _report(progress, stage.name, out, time.perf_counter() - t, time.thread_time() - cpu)
             yield out
-            t = time.perf_counter()
+            t, cpu = time.perf_counter(), time.thread_time()
 
     return fn
 
 
 def _timed(stage, name: str, progress, batch: pa.Table) -> pa.Table:
-    t = time.perf_counter()
+    t, cpu = time.perf_counter(), time.thread_time()
     out = stage(batch)
-    busy = time.perf_counter() - t
-    progress.stage.remote(name, out.num_rows, C.audio_seconds(out), busy)
+    _report(progress, name, out, time.perf_counter() - t, time.thread_time() - cpu)
     return out
 
 
-def _apply(ds, stage: StagePlan, progress, has_gpu: bool):
+def _report(progress, name: str, out: pa.Table, busy_s: float, cpu_s: float) -> None:
+    """Count a stage's output; `cpu_s` is the CPU time of the calling thread (the stage's
+    own work, without Ray's threads in the same worker)."""
+    sizes = out.column(C.INPUT_BYTES) if C.INPUT_BYTES in out.column_names else None
+    size = int(pc.sum(sizes).as_py() or 0) if sizes is not None else 0
+    progress.stage.remote(name, out.num_rows, C.audio_seconds(out), busy_s, size, cpu_s)
+
+
+def _apply(ds, stage: StagePlan, progress, resources: dict, pool_sizes: set[int]):
     r = stage.resources
     common = {"batch_format": "pyarrow", "batch_size": stage.batch_size, "zero_copy_batch": True}
     if not r.actor:
-        # A remote-args fn keeps Ray from fusing this task stage into the next actor pool:
-        # fused, decode would run serially inside the model actor instead of on free CPUs.
         return ds.map_batches(
             _task_fn(stage, progress),
             num_cpus=r.num_cpus,
-            ray_remote_args_fn=_no_extra_args,
+            compute=_unfused_tasks(resources.get("CPU", 1) / r.num_cpus, pool_sizes),
             **common,
         )
-    gpus = r.num_gpus if has_gpu else 0
+    gpus = r.num_gpus if resources.get("GPU", 0) > 0 else 0
     return ds.map_batches(
-        _ActorStage,
-        fn_constructor_args=(stage, progress),
+        _actor_class(stage, progress),
         compute=ray.data.ActorPoolStrategy(min_size=1, max_size=r.max_actors),
         num_cpus=r.num_cpus,
         num_gpus=gpus,
@@ -282,5 +288,15 @@ def _apply(ds, stage: StagePlan, progress, has_gpu: bool):
     )
 
 
-def _no_extra_args() -> dict:
-    return {}
+def _unfused_tasks(slots: float, pool_sizes: set[int]):
+    """A task pool that Ray does not fuse into the next actor pool: fused, decode would
+    run serially inside the model actor instead of on free CPUs.
+
+    Ray fuses a task stage into an actor pool only when the task pool's size is unset or
+    equals the pool's `max_size` (Ray 2.60 operator_fusion `_fuse_compute_strategy`), so
+    the size is set, to a cap far above what the cluster's CPUs (`slots` tasks at once)
+    can run, with room for nodes an autoscaler adds, and never to an actor pool's size."""
+    size = max(1024, 16 * int(slots))
+    while size in pool_sizes:
+        size += 1
+    return ray.data.TaskPoolStrategy(size=size)
