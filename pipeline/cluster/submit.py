@@ -1,9 +1,10 @@
 """`audiobatch submit`: a validated job spec sent to a Ray cluster through the Ray Jobs API.
 
-The job's entrypoint is `audiobatch run job.yaml`, run by Ray on the cluster (its driver
-on the head node). The spec travels with the job as the only file of its `working_dir`,
-which Ray uploads and unpacks there: nothing is read from the submitter's disk at run
-time. Following, stopping and listing jobs is `ray job ...`'s work; this prints the
+The job's entrypoint runs `audiobatch run` on the cluster (its driver on the head node).
+The spec travels inline, in the job's environment (`AUDIOBATCH_JOB_SPEC`), and reaches
+`audiobatch run` on its stdin: nothing is read from the submitter's disk at run time, and
+no `working_dir` package is needed (on one machine, nodes sharing Ray's temp dir lost
+that package to each other's clean-up: the multi-node test saw RuntimeEnvSetupError). Following, stopping and listing jobs is `ray job ...`'s work; this prints the
 commands.
 """
 
@@ -12,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-import tempfile
 import time
 import urllib.request
 from dataclasses import dataclass
@@ -27,7 +27,10 @@ from pipeline.cluster.paths import portable_spec, refuse_local_paths
 from pipeline.errors import AudiobatchError, SpecError
 from pipeline.spec import JobSpec
 
-SPEC_FILE = "job.yaml"
+SPEC_ENV = "AUDIOBATCH_JOB_SPEC"
+ENTRYPOINT = f'printf "%s" "${SPEC_ENV}" | audiobatch run /dev/stdin'
+# One environment variable may hold 128 KiB on Linux (MAX_ARG_STRLEN).
+MAX_INLINE_SPEC = 100_000
 CONNECT_TIMEOUT_S = 10.0
 TAIL_LINES = 30
 AGENT_WAIT_S = 30.0
@@ -52,22 +55,26 @@ def submit(spec: JobSpec, opts: SubmitOptions, out=print) -> int:
     """Submit `spec`; with `opts.wait`, follow its logs and return 0 only if it succeeded."""
     refuse_local_paths(spec, allow=opts.allow_local_paths)
     text = portable_spec(spec)
+    if len(text.encode()) > MAX_INLINE_SPEC:
+        raise SpecError(
+            f"job spec '{spec.name}' is {len(text.encode()) // 1024} KiB; submit sends it inline "
+            f"(at most {MAX_INLINE_SPEC // 1000} kB): list items in a manifest, not the spec"
+        )
     spec_hash = _hash_of(text)
     runtime_env = _runtime_env(opts.runtime_env)
     address = dashboard_url(opts.address)
     client = _client(address)
     job_id = submission_id(spec.name, spec_hash)
-    with tempfile.TemporaryDirectory(prefix="audiobatch-submit-") as folder:
-        (Path(folder) / SPEC_FILE).write_text(text)
-        _submit_job(
-            client,
-            address,
-            entrypoint=f"audiobatch run {SPEC_FILE}",
-            submission_id=job_id,
-            runtime_env={**runtime_env, "working_dir": folder},
-            entrypoint_num_cpus=opts.entrypoint_num_cpus,
-            metadata={"audiobatch_job": spec.name, "audiobatch_spec_hash": spec_hash},
-        )
+    env_vars = {**runtime_env.get("env_vars", {}), SPEC_ENV: text}
+    _submit_job(
+        client,
+        address,
+        entrypoint=ENTRYPOINT,
+        submission_id=job_id,
+        runtime_env={**runtime_env, "env_vars": env_vars},
+        entrypoint_num_cpus=opts.entrypoint_num_cpus,
+        metadata={"audiobatch_job": spec.name, "audiobatch_spec_hash": spec_hash},
+    )
     out(f"submitted job '{spec.name}' (spec hash {spec_hash}) to {address} as {job_id}")
     out(f"  follow: ray job logs --address {address} --follow {job_id}")
     out(f"  status: ray job status --address {address} {job_id}")
@@ -113,7 +120,7 @@ def dashboard_url(address: str) -> str:
 def _hash_of(text: str) -> str:
     from pipeline.spec import parse_spec
 
-    return parse_spec(yaml.safe_load(text), SPEC_FILE).spec_hash()
+    return parse_spec(yaml.safe_load(text), "the submitted spec").spec_hash()
 
 
 def _runtime_env(path: Path | None) -> dict:
@@ -125,11 +132,8 @@ def _runtime_env(path: Path | None) -> dict:
         raise SpecError(f"--runtime-env {path}: cannot read it ({exc})") from None
     if not isinstance(env, dict):
         raise SpecError(f"--runtime-env {path}: must be a mapping (env_vars, pip, ...)")
-    if "working_dir" in env:
-        raise SpecError(
-            f"--runtime-env {path}: working_dir is where audiobatch puts the job's spec; "
-            "ship code with py_modules or in the image instead"
-        )
+    if not isinstance(env.get("env_vars", {}), dict):
+        raise SpecError(f"--runtime-env {path}: env_vars must be a mapping")
     return env
 
 

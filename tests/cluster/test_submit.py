@@ -28,17 +28,14 @@ def test_dashboard_address_forms():
             dashboard_url(bad)
 
 
-def test_a_runtime_env_with_its_own_working_dir_is_refused(tmp_path, capsys):
+def test_a_malformed_runtime_env_is_refused(tmp_path, capsys):
     spec = tmp_path / "job.yaml"
     spec.write_text(SPEC)
     env = tmp_path / "env.yaml"
-    env.write_text("working_dir: .\nenv_vars: {A: b}\n")
+    env.write_text("env_vars: [A, b]\n")
     # Refused before any connection is tried (nothing listens on port 1).
     code = main(["submit", str(spec), "--address", "http://127.0.0.1:1", "--runtime-env", str(env)])
-    assert (
-        code == 2
-        and "working_dir is where audiobatch puts the job's spec" in capsys.readouterr().err
-    )
+    assert code == 2 and "env_vars must be a mapping" in capsys.readouterr().err
     env.write_text("- not a mapping\n")
     assert main(["submit", str(spec), "--address", "127.0.0.1:1", "--runtime-env", str(env)]) == 2
     assert "must be a mapping" in capsys.readouterr().err

@@ -74,7 +74,7 @@ def test_a_submitted_job_runs_on_the_cluster_and_writes_its_tables(dashboard, cl
     spec.unlink()
     client_info = _until_done(client, job_id)
     assert client_info.status == "SUCCEEDED", client.get_job_logs(job_id)[-3000:]
-    assert client_info.entrypoint == "audiobatch run job.yaml"
+    assert client_info.entrypoint.endswith("| audiobatch run /dev/stdin")
 
     fs = pafs.LocalFileSystem()
     transcripts, errors = (read_table(fs, str(out), t) for t in ("transcripts", "errors"))
