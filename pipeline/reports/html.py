@@ -80,9 +80,11 @@ def _asr_plots(t: str, s: dict) -> dict[str, str]:
         )
     conf = s.get("wer_by_confidence")
     if conf and conf["bins"]:
+        # Deciles of tied values share a mid-point; order by it so the line reads left to right.
+        bins = sorted(conf["bins"], key=lambda b: ((b["low"] + b["high"]) / 2, b["wer"] or 0))
         out[f"wer_by_confidence:{t}"] = draw.lines(
-            [(b["low"] + b["high"]) / 2 for b in conf["bins"]],
-            {"WER": [b["wer"] for b in conf["bins"]]},
+            [(b["low"] + b["high"]) / 2 for b in bins],
+            {"WER": [b["wer"] for b in bins]},
             f"WER by {conf['column']} (deciles)",
             conf["column"],
             "WER",
