@@ -15,6 +15,10 @@ from __future__ import annotations
 
 import importlib
 
+# The result formats `audiobatch query --format` offers (written by pipeline.query.formats);
+# kept here, not in either module, so the command and the writers share it without a cycle.
+FORMATS = ("table", "csv", "json", "jsonl", "parquet", "markdown")
+
 _EXPORTS = {
     "connect": "pipeline.query.connection",
     "register": "pipeline.query.views",

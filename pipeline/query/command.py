@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-FORMATS = ("table", "csv", "json", "jsonl", "parquet", "markdown")  # written by query/formats.py
+from pipeline.query import FORMATS
 
 
 def add_parsers(sub) -> None:

@@ -11,7 +11,7 @@ import sys
 
 import pyarrow as pa
 
-from pipeline.query.command import FORMATS
+from pipeline.query import FORMATS
 from pipeline.query.confine import QueryError
 
 _CELL = 48  # characters of a cell shown in `table` format; the text formats keep everything
