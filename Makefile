@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 # Ray otherwise advertises the machine's eth0 address, not loopback (see the conftest).
 export RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER ?= 0
 
-.PHONY: install demo test lint format unit compat bench bench-gpu bench-smoke clean
+.PHONY: install demo test lint format unit compat bench bench-gpu bench-smoke bench-feed clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -60,6 +60,10 @@ TABLE ?= gpu_suite.md
 bench-gpu:
 	if [ -f .devcarry/unpack.py ]; then $(PYTHON) .devcarry/unpack.py; fi
 	PYTHONPATH=/tmp/site:$(CURDIR)$${PYTHONPATH:+:$$PYTHONPATH} $(PYTHON) benchmarks/gpu_suite.py --out $(TABLE)
+
+## What feeding a GPU costs the CPUs: the pipeline with a model that costs nothing.
+bench-feed: install
+	$(BIN)/python benchmarks/bench_feed_cpu.py
 
 ## The same suite with tiny models on the CPU, in-process: catches typos before GPU time.
 bench-smoke: install
