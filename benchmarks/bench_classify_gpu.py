@@ -192,7 +192,7 @@ def main(argv: list[str] | None = None) -> None:
         spec = ClassifyTaskSpec(
             model=path, device=args.device, top_k=5, batch_seconds=args.batch_seconds
         )
-        stage = ClassifyStage(spec, StorageOptions())
+        stage = ClassifyStage(spec, StorageOptions()).load()
         ceiling = raw_ceiling(stage, ceiling_batch, repeats=3 if small else 10)
         wall, done = end_to_end(stage, batches)
     ours = n * ITEM_S / wall

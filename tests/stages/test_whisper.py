@@ -69,7 +69,7 @@ def long_items() -> list[np.ndarray]:
 
 
 def make_stage(path: str, **spec) -> WhisperStage:
-    return WhisperStage(WhisperTaskSpec(model=path, cpu_threads=1, **spec), StorageOptions())
+    return WhisperStage(WhisperTaskSpec(model=path, cpu_threads=1, **spec), StorageOptions()).load()
 
 
 def batch(

@@ -10,9 +10,10 @@ import pytest
 import torch
 
 from pipeline.errors import ModelLoadError
-from pipeline.models import loading
+from pipeline.models import hub
+from pipeline.models.ctc_load import load_ctc
 from pipeline.models.device import uses_autocast
-from pipeline.models.loading import load_ctc, resolve_model
+from pipeline.models.hub import resolve_model
 from pipeline.spec import CtcTaskSpec, StorageOptions
 from pipeline.testing.tiny_ctc import build_tiny_ctc
 
@@ -82,13 +83,13 @@ def test_concurrent_resolves_copy_once(s3, tiny_dir, tmp_path, monkeypatch):
     fs, storage, bucket = s3
     upload(fs, tiny_dir, f"{bucket}/shared")
     calls = []
-    real = loading._download
+    real = hub._download
 
     def counting(*args):
         calls.append(args)
         real(*args)
 
-    monkeypatch.setattr(loading, "_download", counting)
+    monkeypatch.setattr(hub, "_download", counting)
     cache = str(tmp_path / "cache")
     results: list[str] = []
 
@@ -122,7 +123,7 @@ def test_object_storage_errors_name_the_model(s3, tmp_path):
 def test_load_ctc_from_object_storage(s3, tiny_dir, tmp_path, monkeypatch):
     fs, storage, bucket = s3
     upload(fs, tiny_dir, f"{bucket}/w2v")
-    monkeypatch.setattr(loading, "DEFAULT_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(hub, "DEFAULT_CACHE", str(tmp_path / "cache"))
     model = load_ctc(CtcTaskSpec(model=f"s3://{bucket}/w2v"), storage, "cpu")
     assert model.name == f"s3://{bucket}/w2v"
     assert model.dtype == torch.float32 and not model.model.training
