@@ -14,7 +14,6 @@ import uuid
 from dataclasses import dataclass
 
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
@@ -41,6 +40,8 @@ def split_batch(
     A row-level failure (read, decode) is one `errors` row with a null `task`; a task's
     own failure is one `errors` row naming the task, and the other tasks still write
     the item. So each item is in each task's table or in `errors` for that task."""
+    import pyarrow.compute as pc
+
     failed = pc.is_valid(batch.column(C.ERROR_CODE))
     parts: dict[tuple[str, str], list[pa.Table]] = {}
     bad = batch.filter(failed)
@@ -69,6 +70,8 @@ def split_batch(
 
 
 def _add_errors(parts, rows: pa.Table, task: str | None, names, run_id: str) -> None:
+    import pyarrow.compute as pc
+
     stage_col, code_col, message_col = names
     errors = pa.table(
         {
@@ -115,6 +118,8 @@ def _with_roundtrip(table: pa.Table, task: TaskInfo) -> pa.Table:
 
     Where that task failed on the item, its columns are null here (its own error row says why).
     """
+    import pyarrow.compute as pc
+
     asr = task.roundtrip or ""
     code = C.task_column(asr, C.ERROR_CODE)
     failed = pc.is_valid(table.column(code)) if code in table.column_names else None

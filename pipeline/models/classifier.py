@@ -10,7 +10,7 @@ columns; an adapter here owns one loaded checkpoint and how a padded batch reach
 - `WaveformModel` (wav2vec2, HuBERT, WavLM, data2vec-audio, UniSpeech(-SAT) sequence and
   frame classifiers): padded batches with an attention mask, plus the masked group norm and
   positional-conv masking of `ctc_model.py` (group-norm checkpoints otherwise depend on
-  their batch, FACTS.md). Other conv-encoder types (SEW, conformer, ...) run item by item.
+  their batch, docs/FACTS.md). Other conv-encoder types (SEW, conformer, ...) run item by item.
 - `ItemwiseClassifier`: any other AutoModelForAudioClassification (e.g. Whisper-based),
   through its own feature extractor one item at a time: exact by construction, slower.
 

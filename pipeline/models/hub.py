@@ -196,7 +196,7 @@ def _remove_leftovers(root: Path, key: str) -> None:
 
 
 def _download(uri: str, storage: StorageOptions, dest: Path) -> None:
-    # Log the URI only: storage options may one day carry secrets (FACTS.md).
+    # Log the URI only: storage options may one day carry secrets (docs/FACTS.md).
     log.info("copying model %s to %s", uri, dest)
     try:
         fs, prefix = filesystem(uri, storage)

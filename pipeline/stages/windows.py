@@ -12,7 +12,7 @@ import numpy as np
 
 # Default micro-batch budgets (padded audio seconds). On CPU, tiny wav2vec2 classifiers ran
 # ~2x faster at 40 s than at 320 s (large batches fall out of cache; benchmarks/RESULTS.md);
-# on a GPU, 128 AST windows is the batch of the raw-model ceiling in FACTS.md.
+# on a GPU, 128 AST windows is the batch of the raw-model ceiling in docs/FACTS.md.
 CPU_BATCH_S = 40.0
 GPU_BATCH_S = 1312.0
 

@@ -58,6 +58,7 @@ def test_missing_folder_is_a_clear_error(tmp_path):
         resolve_model(str(tmp_path), revision=None, storage=NO_STORAGE)
 
 
+@pytest.mark.integration
 def test_object_storage_prefix_is_copied_once(s3, tiny_dir, tmp_path):
     fs, storage, bucket = s3
     upload(fs, tiny_dir, f"{bucket}/tiny")
@@ -79,6 +80,7 @@ def test_object_storage_prefix_is_copied_once(s3, tiny_dir, tmp_path):
     assert not [p for p in Path(cache).iterdir() if p.name.startswith(".")]  # no temp leftovers
 
 
+@pytest.mark.integration
 def test_concurrent_resolves_copy_once(s3, tiny_dir, tmp_path, monkeypatch):
     fs, storage, bucket = s3
     upload(fs, tiny_dir, f"{bucket}/shared")
@@ -107,6 +109,7 @@ def test_concurrent_resolves_copy_once(s3, tiny_dir, tmp_path, monkeypatch):
     assert len(set(results)) == 1 and len(results) == 4
 
 
+@pytest.mark.integration
 def test_object_storage_errors_name_the_model(s3, tmp_path):
     fs, storage, bucket = s3
     fs.pipe(f"{bucket}/weights-only/model.safetensors", b"x")
@@ -120,6 +123,7 @@ def test_object_storage_errors_name_the_model(s3, tmp_path):
         )
 
 
+@pytest.mark.integration
 def test_load_ctc_from_object_storage(s3, tiny_dir, tmp_path, monkeypatch):
     fs, storage, bucket = s3
     upload(fs, tiny_dir, f"{bucket}/w2v")

@@ -483,6 +483,7 @@ def test_unsupported_or_broken_checkpoints_are_model_load_errors(ref, tmp_path):
             load_ctc(spec, NO_STORAGE, "cpu")
 
 
+@pytest.mark.integration
 def test_object_storage_prefix_loads(ref, s3_bucket, tmp_path, monkeypatch):
     import s3fs
 

@@ -59,6 +59,7 @@ def test_load_from_a_folder_reads_the_special_tokens(tiny_dir):
     assert wm.alignment_heads == [(1, 0), (1, 2), (0, 1)]
 
 
+@pytest.mark.integration
 def test_load_from_object_storage(s3_bucket, tiny_dir, tmp_path, monkeypatch):
     import s3fs
 
