@@ -206,4 +206,6 @@ def test_64_hostile_files_in_one_batch_stay_under_a_memory_bound():
     assert out.returncode == 0, out.stderr[-2000:]
     rows, decoded, peak = map(int, out.stdout.split())
     assert rows == 64 and decoded > 2**30
-    assert peak < 700 * 2**20, f"peak RSS {peak / 2**20:.0f} MiB"
+    # Held at once they peak at ~2,500 MiB; cut, ~400 MiB alone and up to 1,308 MiB seen
+    # in the full suite (allocator reuse varies with the environment the suite leaves).
+    assert peak < 1600 * 2**20, f"peak RSS {peak / 2**20:.0f} MiB"
