@@ -9,6 +9,8 @@ from pathlib import Path
 
 import yaml
 
+from pipeline import history
+
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
@@ -50,6 +52,14 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--verbose", action="store_true", help="print every line of Ray's own output too"
     )
+    run.add_argument(
+        "--retry-errors",
+        nargs="*",
+        metavar="CODE",
+        help="also retry earlier permanent errors (corrupt, empty, too_long, ...): all of "
+        "them, or only these codes. Transient ones (read_failed, write_failed, out of "
+        "memory) are always retried",
+    )
     run.set_defaults(func=_run)
 
     val = sub.add_parser("validate", help="validate a job spec and print what it would do")
@@ -81,6 +91,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     sch.set_defaults(func=_schema)
 
+    history.register(sub)
+
     demo = sub.add_parser(
         "demo-assets", help="build the demo corpus and tiny random-init models (once)"
     )
@@ -106,7 +118,10 @@ def _load(args):
         key, sep, value = item.partition("=")
         if not sep:
             raise SpecError(f"--set expects KEY=VALUE, got {item!r}")
-        overrides[key] = yaml.safe_load(value)
+        try:
+            overrides[key] = yaml.safe_load(value)
+        except yaml.YAMLError:  # not a YAML scalar (e.g. @daily): the text itself
+            overrides[key] = value
     if getattr(args, "address", None):
         overrides["runtime.address"] = args.address
     return load_spec(args.spec, overrides)
@@ -118,8 +133,25 @@ def _validate(args) -> int:
     print(f"  input:  {spec.input.uri} ({spec.input.format or 'format detected at run time'})")
     for t in spec.tasks:
         print(f"  task:   {t.task_name} ({t.kind}) model={t.model}")
-    print(f"  output: {spec.output.uri}")
+    print(f"  output: {spec.output.uri}{_task_check(spec)}")
+    if spec.schedule:
+        from pipeline.schedule import next_runs
+
+        times = ", ".join(f"{t:%Y-%m-%d %H:%M %Z}" for t in next_runs(spec.schedule, spec.timezone))
+        print(f"  schedule: {spec.schedule!r} ({spec.timezone}); next runs: {times}")
     return 0
+
+
+def _task_check(spec) -> str:
+    """Refuse a task changed under a name a local output already holds. Object storage is
+    not contacted here (validate stays instant and offline); `run` checks it first."""
+    from pipeline.io.storage import filesystem, is_remote
+    from pipeline.io.task_identity import check_tasks
+
+    if is_remote(spec.output.uri):
+        return " (object storage: task identities are checked when the run starts)"
+    check_tasks(*filesystem(spec.output.uri, spec.output.storage), spec)
+    return ""
 
 
 def _run(args) -> int:
@@ -128,7 +160,7 @@ def _run(args) -> int:
     from pipeline.reports.report import ReportRequest, build_report, write_report
     from pipeline.runner import run_job
 
-    result = run_job(spec, verbose=args.verbose)
+    result = run_job(spec, verbose=args.verbose, retry=_retry_policy(args.retry_errors))
     with storage_errors(spec.output.uri, "output", spec.output.storage):
         fs, root = arrow_filesystem(spec.output.uri, spec.output.storage)
         request = ReportRequest(spec.output.uri, spec.output.storage, settings=spec.report)
@@ -136,6 +168,21 @@ def _run(args) -> int:
         write_report(fs, root, report)
     print(_summary(result, report, spec.output.uri))
     return 0
+
+
+def _retry_policy(codes: list[str] | None):
+    from pipeline.errors import ErrorCode, SpecError
+    from pipeline.io.completion import RetryPolicy
+
+    if codes is None:
+        return RetryPolicy()
+    unknown = sorted(set(codes) - {c.value for c in ErrorCode})
+    if unknown:
+        raise SpecError(
+            f"--retry-errors: unknown error code(s) {', '.join(unknown)}; "
+            f"codes: {', '.join(c.value for c in ErrorCode)}"
+        )
+    return RetryPolicy(codes=frozenset(codes), all=not codes)
 
 
 def _summary(result, report: dict, uri: str) -> str:

@@ -28,6 +28,9 @@ ERROR_STAGE = "error_stage"
 ERROR_CODE = "error_code"
 ERROR_MESSAGE = "error_message"
 ERROR_COLUMNS = (ERROR_STAGE, ERROR_CODE, ERROR_MESSAGE)
+# `{task}__done`: an earlier run settled this task for the item; its stages pass the row
+# through and the sink writes nothing for it (see io/completion.py).
+TASK_DONE = "done"
 
 # What the read step emits for every item (and for every unreadable shard).
 ITEM_SCHEMA = pa.schema(

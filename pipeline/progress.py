@@ -40,6 +40,12 @@ class StageCounter:
 
 
 @dataclass
+class TaskCounter:
+    ok: int = 0  # rows written to the task's table
+    failed: int = 0  # errors rows for the task (its own, or the item's read/decode failure)
+
+
+@dataclass
 class Counters:
     """Totals reported by the sink (what has landed) and per stage (busy time)."""
 
@@ -48,12 +54,24 @@ class Counters:
     audio_s: float = 0.0
     bytes: int = 0
     stages: dict[str, StageCounter] = field(default_factory=dict)
+    tasks: dict[str, TaskCounter] = field(default_factory=dict)
 
-    def written(self, items: int, failed: int, audio_s: float, bytes: int) -> None:  # noqa: A002
+    def written(
+        self,
+        items: int,
+        failed: int,
+        audio_s: float,
+        bytes: int,  # noqa: A002
+        tasks: dict[str, tuple[int, int]] | None = None,
+    ) -> None:
         self.items += items
         self.failed += failed
         self.audio_s += audio_s
         self.bytes += bytes
+        for name, (ok, bad) in (tasks or {}).items():
+            t = self.tasks.setdefault(name, TaskCounter())
+            t.ok += ok
+            t.failed += bad
 
     def stage(
         self,

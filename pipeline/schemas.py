@@ -151,6 +151,8 @@ STAGE_STATS = pa.struct(
     ]
 )
 
+TASK_STATS = pa.struct([("task", pa.string()), ("ok", pa.int64()), ("failed", pa.int64())])
+
 RUNS = pa.schema(
     [
         pa.field("run_id", pa.string(), nullable=False),
@@ -167,6 +169,17 @@ RUNS = pa.schema(
         pa.field("wall_s", pa.float64(), nullable=False),
         pa.field("stages", pa.list_(STAGE_STATS)),
         pa.field("message", pa.string()),
+        # The nightly history (`audiobatch runs`). Nullable: runs written before these
+        # columns existed read back with nulls; null also means "not known" for a run.
+        pa.field("units", pa.int64()),  # work units read this run
+        pa.field("skipped_units", pa.int64()),  # units left unread: every item already done
+        pa.field("already_done", pa.int64()),  # items skipped because an earlier run wrote them
+        pa.field("new_items", pa.int64()),  # items written this run with no earlier outcome
+        pa.field("retried_errors", pa.int64()),  # items retried after an earlier error
+        pa.field("changed_sources", pa.list_(pa.string())),  # sources changed since written
+        pa.field("tasks", pa.list_(TASK_STATS)),
+        pa.field("items_per_s", pa.float64()),
+        pa.field("realtime_factor", pa.float64()),  # audio seconds per wall second
         _partition("job"),
     ]
 )

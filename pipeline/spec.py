@@ -464,6 +464,12 @@ class OutputSpec(_Model):
 
     uri: str = Field(description="Local folder or object-storage prefix for the tables")
     storage: StorageOptions = Field(default_factory=StorageOptions)
+    lease_ttl_s: float = Field(
+        300.0,
+        ge=2,
+        description="One run at a time per output: a run holds a lease in `_lease/`, renewed "
+        "every third of this; a run killed without releasing it blocks the output this long",
+    )
 
 
 class ReportSpec(_Model):
@@ -519,6 +525,27 @@ class JobSpec(_Model):
     output: OutputSpec
     runtime: RuntimeSpec = Field(default_factory=RuntimeSpec)
     report: ReportSpec = Field(default_factory=ReportSpec)
+    schedule: str | None = Field(
+        None,
+        description="When the job should run, as cron ('0 2 * * *': every night at 02:00, or "
+        "@daily, @hourly, ...). Carried out by the cluster's scheduler (`render k8s`) or a "
+        "crontab line; `audiobatch run` runs once, now; `validate` prints the next runs",
+    )
+    timezone: str = Field("UTC", description="IANA time zone of `schedule`, e.g. Europe/Berlin")
+
+    @field_validator("schedule")
+    @classmethod
+    def _check_schedule(cls, v: str | None) -> str | None:
+        from pipeline.schedule import check_cron
+
+        return None if v is None else check_cron(v)
+
+    @field_validator("timezone")
+    @classmethod
+    def _check_timezone(cls, v: str) -> str:
+        from pipeline.schedule import check_timezone
+
+        return check_timezone(v)
 
     @model_validator(mode="after")
     def _unique_task_names(self) -> JobSpec:
@@ -551,6 +578,18 @@ class JobSpec(_Model):
                 f"tasks in one job share one decode and must use one sample_rate (got {rates})"
             )
         return self
+
+    def input_hash(self) -> str:
+        """A hash of what decides how the input is read and decoded: a shard that failed
+        as a whole (e.g. a missing audio column) is retried once this changes."""
+        blob = json.dumps(
+            {
+                "input": self.input.model_dump(mode="json"),
+                "decode": self.decode.model_dump(mode="json"),
+            },
+            sort_keys=True,
+        ).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
 
     def spec_hash(self) -> str:
         """A stable hash of the validated spec (recorded with each run)."""

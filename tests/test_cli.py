@@ -99,3 +99,17 @@ def test_bad_set_override_is_one_line_exit_2(capsys):
     err = capsys.readouterr().err
     assert err.startswith("audiobatch: error: --set name.x:") and err.count("\n") == 1
     assert main(["validate", spec, "--set", "tasks.0.batch_size=2"]) == 0
+
+
+def test_validate_prints_the_next_three_runs_of_a_schedule(tmp_path, capsys):
+    spec = tmp_path / "nightly.yaml"
+    spec.write_text(
+        "name: n\ninput: {uri: /d}\ntasks: [{kind: ctc, model: m}]\noutput: {uri: /o}\n"
+        "schedule: '15 1 * * *'\ntimezone: Asia/Tokyo\n"
+    )
+    assert main(["validate", str(spec)]) == 0
+    line = [x for x in capsys.readouterr().out.splitlines() if "schedule:" in x][0]
+    assert line.count(" 01:15 JST") == 3, line
+    assert main(["validate", str(spec), "--set", "schedule=@hourly"]) == 0  # not YAML: kept as text
+    assert main(["validate", str(spec), "--set", "schedule=0 2 30 2 *"]) == 2
+    assert "schedule:" in capsys.readouterr().err

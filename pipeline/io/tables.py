@@ -14,6 +14,7 @@ import uuid
 from dataclasses import dataclass
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
@@ -40,27 +41,16 @@ def split_batch(
     A row-level failure (read, decode) is one `errors` row with a null `task`; a task's
     own failure is one `errors` row naming the task, and the other tasks still write
     the item. So each item is in each task's table or in `errors` for that task."""
-    import pyarrow.compute as pc
-
     failed = pc.is_valid(batch.column(C.ERROR_CODE))
     parts: dict[tuple[str, str], list[pa.Table]] = {}
-    bad = batch.filter(failed)
-    if bad.num_rows:
-        _add_errors(parts, bad, None, C.ERROR_COLUMNS, run_id)
+    _add_item_errors(parts, batch.filter(failed), tasks, run_id)
     good = batch.filter(pc.invert(failed))
     for task in tasks if good.num_rows else ():
-        code = C.task_column(task.name, C.ERROR_CODE)
-        task_failed = (
-            pc.is_valid(good.column(code))
-            if code in good.column_names
-            else pa.array([False] * good.num_rows)
-        )
-        if pc.any(task_failed).as_py():
-            names = tuple(C.task_column(task.name, c) for c in C.ERROR_COLUMNS)
-            _add_errors(parts, good.filter(task_failed), task.name, names, run_id)
-        ok = good.filter(pc.invert(task_failed))
-        if ok.num_rows:
-            parts[(task.table, task.name)] = [_task_rows(ok, task, run_id)]
+        good_task = good
+        done = C.task_column(task.name, C.TASK_DONE)
+        if done in good.column_names:  # settled by an earlier run: no row for it
+            good_task = good.filter(pc.invert(pc.fill_null(good.column(done), False)))
+        _add_task_rows(parts, good_task, task, run_id)
     return {
         (table, value): conform(
             with_partition(pa.concat_tables(p, promote_options="none"), table, value), table
@@ -69,9 +59,51 @@ def split_batch(
     }
 
 
-def _add_errors(parts, rows: pa.Table, task: str | None, names, run_id: str) -> None:
-    import pyarrow.compute as pc
+def _add_item_errors(parts, bad: pa.Table, tasks: list[TaskInfo], run_id: str) -> None:
+    """Read/decode failures: one row with a null task when every task was pending for the
+    item, else one row per task still pending (the others were settled earlier)."""
+    if not bad.num_rows:
+        return
+    flags = [C.task_column(t.name, C.TASK_DONE) for t in tasks]
+    if not any(f in bad.column_names for f in flags):
+        _add_errors(parts, bad, None, C.ERROR_COLUMNS, run_id)
+        return
+    done = {
+        t.name: pc.fill_null(bad.column(f), False)
+        if f in bad.column_names
+        else pa.array([False] * bad.num_rows)
+        for t, f in zip(tasks, flags, strict=True)
+    }
+    some = done[tasks[0].name]
+    for t in tasks[1:]:
+        some = pc.or_(some, done[t.name])
+    if pc.any(pc.invert(some)).as_py():
+        _add_errors(parts, bad.filter(pc.invert(some)), None, C.ERROR_COLUMNS, run_id)
+    partial = bad.filter(some)
+    for t in tasks if partial.num_rows else ():
+        pending = partial.filter(pc.invert(done[t.name].filter(some)))
+        if pending.num_rows:
+            _add_errors(parts, pending, t.name, C.ERROR_COLUMNS, run_id)
 
+
+def _add_task_rows(parts, good: pa.Table, task: TaskInfo, run_id: str) -> None:
+    if not good.num_rows:
+        return
+    code = C.task_column(task.name, C.ERROR_CODE)
+    task_failed = (
+        pc.is_valid(good.column(code))
+        if code in good.column_names
+        else pa.array([False] * good.num_rows)
+    )
+    if pc.any(task_failed).as_py():
+        names = tuple(C.task_column(task.name, c) for c in C.ERROR_COLUMNS)
+        _add_errors(parts, good.filter(task_failed), task.name, names, run_id)
+    ok = good.filter(pc.invert(task_failed))
+    if ok.num_rows:
+        parts[(task.table, task.name)] = [_task_rows(ok, task, run_id)]
+
+
+def _add_errors(parts, rows: pa.Table, task: str | None, names, run_id: str) -> None:
     stage_col, code_col, message_col = names
     errors = pa.table(
         {
@@ -118,8 +150,6 @@ def _with_roundtrip(table: pa.Table, task: TaskInfo) -> pa.Table:
 
     Where that task failed on the item, its columns are null here (its own error row says why).
     """
-    import pyarrow.compute as pc
-
     asr = task.roundtrip or ""
     code = C.task_column(asr, C.ERROR_CODE)
     failed = pc.is_valid(table.column(code)) if code in table.column_names else None
@@ -183,12 +213,26 @@ def read_table(fs: pafs.FileSystem, root: str, table: str) -> pa.Table | None:
     files = parquet_files(fs, base)
     if not files:
         return None
-    key = TABLES[table][1]
+    schema, key = TABLES[table]
     part = ds.partitioning(pa.schema([(key, pa.string())]), flavor="hive")
+    # The declared schema, not the first file's: files written before a nullable column
+    # was added read back with nulls in it instead of hiding it from the newer files.
+    declared = _nullable(schema)
+    if key not in declared.names:  # the partition column, also written into the files
+        declared = declared.append(pa.field(key, pa.string()))
     dataset = ds.dataset(
-        files, filesystem=fs, format="parquet", partitioning=part, partition_base_dir=base
+        files,
+        schema=declared,
+        filesystem=fs,
+        format="parquet",
+        partitioning=part,
+        partition_base_dir=base,
     )
     return dataset.to_table()
+
+
+def _nullable(schema: pa.Schema) -> pa.Schema:
+    return pa.schema([f.with_nullable(True) for f in schema])
 
 
 def parquet_files(fs: pafs.FileSystem, base: str) -> list[str]:

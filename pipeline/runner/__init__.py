@@ -22,27 +22,32 @@ from ray.data.checkpoint import CheckpointConfig
 from pipeline import columns as C
 from pipeline.errors import AudiobatchError, StorageError
 from pipeline.fit import fit_plan
-from pipeline.io.idset import IdSet
+from pipeline.io.completion import Completion, RetryPolicy, compact, load_completion
+from pipeline.io.lease import Lease, acquire, atomic_create
 from pipeline.io.listing import plan_input
 from pipeline.io.storage import (
     arrow_filesystem,
     bounded,
+    filesystem,
     is_storage_failure,
     join,
     probe,
     storage_errors,
 )
+from pipeline.io.task_identity import check_tasks, record_tasks
 from pipeline.plan import Plan, StagePlan, build_plan
 from pipeline.progress import Counters
 from pipeline.runner import ray_logs
-from pipeline.runner.checkpoint import CleanupOnlyCheckpointManager, committed_ids
+from pipeline.runner.checkpoint import CleanupOnlyCheckpointManager
 from pipeline.runner.datasink import TablesDatasink
 from pipeline.runner.datasource import AudioShardDatasource
 from pipeline.runner.progress_actor import ProgressActor, ProgressPrinter
-from pipeline.runner.run_record import RunRecord, record_interrupted
+from pipeline.runner.run_record import RunPlanned, RunRecord, record_interrupted
 from pipeline.spec import JobSpec, RuntimeSpec
 
 CHECKPOINT_DIR = "_checkpoint"
+# Completion files are merged into one when a run finds more (io/completion.py `compact`).
+COMPACT_AFTER_FILES = 256
 
 
 @dataclass(frozen=True)
@@ -52,24 +57,55 @@ class RunResult:
     counters: Counters
     wall_s: float
     output_uri: str
+    message: str | None = None
 
 
 def run_job(
-    spec: JobSpec, *, out: Callable[[str], None] = print, verbose: bool = False
+    spec: JobSpec,
+    *,
+    out: Callable[[str], None] = print,
+    retry: RetryPolicy | None = None,
+    verbose: bool = False,
 ) -> RunResult:
-    """Run `spec` to completion on the configured (or a local) Ray cluster; `verbose`
-    lets every line of Ray's own output through (see runner/ray_logs.py)."""
+    """Run `spec` to completion on the configured (or a local) Ray cluster.
+
+    The output's lease is taken first: while another run holds it, `LeaseHeld` is raised
+    and nothing is read or written. `retry` says which permanent errors of earlier runs
+    to retry (transient ones always are; io/completion.py); `verbose` lets every line of
+    Ray's own output through (see runner/ray_logs.py)."""
     run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ-") + uuid.uuid4().hex[:6]
     started, t0 = datetime.now(UTC), time.monotonic()
     plan = build_plan(spec)
-    out_fs, out_root = arrow_filesystem(spec.output.uri, spec.output.storage)
     probe(spec.output.uri, spec.output.storage, "output")
     probe(spec.input.uri, spec.input.storage, "input")
+    fs, root = filesystem(spec.output.uri, spec.output.storage)
     with storage_errors(spec.output.uri, "output", spec.output.storage):
-        done = IdSet(committed_ids(out_fs, f"{out_root}/{CHECKPOINT_DIR}", C.ITEM_ID))
+        check_tasks(fs, root, spec)  # a task changed under its old name: refused
+        lease = _take_lease(spec, run_id, out)  # another run alive: refused, nothing written
+    with lease:
+        result = _leased_run(
+            spec, plan, run_id, started, t0, lease, retry or RetryPolicy(), out, verbose
+        )
+    if result.status != "succeeded":
+        raise RunFailed(f"run {run_id} failed: {result.message}")
+    return result
+
+
+def _leased_run(spec, plan, run_id, started, t0, lease, retry, out, verbose) -> RunResult:
+    out_fs, out_root = arrow_filesystem(spec.output.uri, spec.output.storage)
+    fs, root = filesystem(spec.output.uri, spec.output.storage)
+    with storage_errors(spec.output.uri, "output", spec.output.storage):
+        record_tasks(fs, root, spec)
+        names = [t.name for t in plan.tasks]
+        done = load_completion(out_fs, out_root, CHECKPOINT_DIR, names, spec.input_hash(), retry)
+        if len(done.files) > COMPACT_AFTER_FILES:
+            compact(out_fs, out_root, CHECKPOINT_DIR, done.files, run_id)
     with storage_errors(spec.input.uri, "input", spec.input.storage):
-        inputs = plan_input(spec.input, spec.runtime.read_batch_items, done)
+        inputs = plan_input(spec.input, spec.runtime.read_batch_items, done.done_all)
     record = RunRecord(spec, run_id, started, out_fs, out_root)
+    record.planned = RunPlanned(
+        units=len(inputs.units), already_done=inputs.already_done, retried_errors=done.retried
+    )
     with storage_errors(spec.output.uri, "output", spec.output.storage):
         quiet = max(60.0, 3 * spec.runtime.progress_interval_s)
         gone = record_interrupted(out_fs, out_root, run_id, quiet_s=quiet)
@@ -89,6 +125,8 @@ def run_job(
         )
     else:
         out("nothing to do: every input item is already in the output")
+    if lease.lost:
+        status, message = "failed", f"lost the output's lease: {_lost(lease)}"
     wall = time.monotonic() - t0
     try:
         bounded(
@@ -105,9 +143,35 @@ def run_job(
             f"{type(exc).__name__}: {exc}; check that the output storage is reachable, then "
             "re-run (it resumes)"
         ) from None
+    return RunResult(run_id, status, counters, wall, spec.output.uri, message)
     if status != "succeeded":
         raise RunFailed(f"run {run_id} failed: {message}")
     return RunResult(run_id, status, counters, wall, spec.output.uri)
+
+
+def _take_lease(spec: JobSpec, run_id: str, out: Callable[[str], None]) -> Lease:
+    fs, root = filesystem(spec.output.uri, spec.output.storage)
+    lease = acquire(fs, root, run_id, spec.output.lease_ttl_s, where=spec.output.uri)
+    if not atomic_create(fs):
+        out(
+            f"warning: {spec.output.uri}: this storage has no exclusive create known to "
+            "audiobatch; two runs started at the same moment could both take the lease"
+        )
+    if lease.taken_over is not None:
+        old = lease.taken_over
+        out(
+            f"took over the lease of run {old.run_id} (host {old.host}, pid {old.pid}): "
+            f"no heartbeat since {datetime.fromtimestamp(old.heartbeat_at, UTC):%Y-%m-%d %H:%M:%SZ}"
+        )
+    return lease.start_heartbeat()
+
+
+def _lost(lease: Lease) -> str:
+    return (
+        f"no heartbeat could be written for {lease.info.ttl_s:g} s and another run took the "
+        "lease over, so both may have written the same items meanwhile; raise "
+        "output.lease_ttl_s if this run was only slow"
+    )
 
 
 class RunFailed(AudiobatchError):
@@ -116,16 +180,54 @@ class RunFailed(AudiobatchError):
     exit_code = 6
 
 
-def _header(run_id: str, inputs, plan: Plan, done: IdSet, output_uri: str) -> str:
+def _take_lease(spec: JobSpec, run_id: str, out: Callable[[str], None]) -> Lease:
+    fs, root = filesystem(spec.output.uri, spec.output.storage)
+    lease = acquire(fs, root, run_id, spec.output.lease_ttl_s, where=spec.output.uri)
+    if not atomic_create(fs):
+        out(
+            f"warning: {spec.output.uri}: this storage has no exclusive create known to "
+            "audiobatch; two runs started at the same moment could both take the lease"
+        )
+    if lease.taken_over is not None:
+        old = lease.taken_over
+        out(
+            f"took over the lease of run {old.run_id} (host {old.host}, pid {old.pid}): "
+            f"no heartbeat since {datetime.fromtimestamp(old.heartbeat_at, UTC):%Y-%m-%d %H:%M:%SZ}"
+        )
+    return lease.start_heartbeat()
+
+
+def _lost(lease: Lease) -> str:
+    return (
+        f"no heartbeat could be written for {lease.info.ttl_s:g} s and another run took the "
+        "lease over, so both may have written the same items meanwhile; raise "
+        "output.lease_ttl_s if this run was only slow"
+    )
+
+
+def _header(run_id: str, inputs, plan: Plan, done: Completion, output_uri: str) -> str:
     items = inputs.total_items if inputs.total_items is not None else "unknown"
     line = (
         f"audiobatch run {run_id}: {len(inputs.units)} work units ({inputs.format}), {items} items, "
         f"tasks: {', '.join(t.name for t in plan.tasks)}"
     )
-    return line + (f"; {len(done):,} items already done in {output_uri}" if len(done) else "")
+    if len(done.done_all):
+        line += f"; {len(done.done_all):,} items already done in {output_uri}"
+    partial = {t: len(ids) - len(done.done_all) for t, ids in done.done.items()}
+    if any(partial.values()):  # a task added to the spec runs over the old items
+        line += (
+            " (done for some tasks only: "
+            + ", ".join(f"{t} {n:,}" for t, n in partial.items() if n)
+            + ")"
+        )
+    if done.retried:
+        line += f"; retrying {done.retried:,} earlier errors"
+    return line
 
 
-def _execute(spec: JobSpec, plan: Plan, inputs, done: IdSet, run_id, out_fs, out_root, out, record):
+def _execute(
+    spec: JobSpec, plan: Plan, inputs, done: Completion, run_id, out_fs, out_root, out, record
+):
     """Build the Ray Data pipeline, write it through the checkpointed sink, report progress."""
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False
@@ -144,6 +246,7 @@ def _execute(spec: JobSpec, plan: Plan, inputs, done: IdSet, run_id, out_fs, out
         out_fs,
         tasks=plan.tasks,
         run_id=run_id,
+        input_hash=spec.input_hash(),
         progress=progress,
         timeout_s=spec.output.storage.timeout_s if "://" in spec.output.uri else None,
     )
@@ -173,7 +276,7 @@ def _execute(spec: JobSpec, plan: Plan, inputs, done: IdSet, run_id, out_fs, out
     return status, counters, message
 
 
-def _dataset(spec: JobSpec, plan: Plan, inputs, done: IdSet, progress):
+def _dataset(spec: JobSpec, plan: Plan, inputs, done: Completion, progress):
     resources = ray.cluster_resources()
     pool_sizes = {s.resources.max_actors for s in plan.stages if s.resources.actor}
     max_bytes = int(spec.decode.max_file_mb * 2**20)
@@ -225,7 +328,7 @@ def _actor_class(stage: StagePlan, progress) -> type:
 
     class _ActorStage:
         def __init__(self):
-            self._stage = stage.factory().load()
+            self._stage = stage.factory()
 
         def __call__(self, batch: pa.Table) -> pa.Table:
             return _timed(self._stage, stage.name, progress, batch)
@@ -241,7 +344,7 @@ def _task_fn(stage: StagePlan, progress) -> Callable[[pa.Table], Iterator[pa.Tab
     def fn(batch: pa.Table) -> Iterator[pa.Table]:
         # Worker processes are reused: build each stage once per process, not per batch.
         instance = _TASK_STAGES.get(stage.name) or _TASK_STAGES.setdefault(
-            stage.name, stage.factory().load()
+            stage.name, stage.factory()
         )
         # A stage may hand its output on in several blocks (decode, by decoded bytes).
         t, cpu = time.perf_counter(), time.thread_time()

@@ -11,17 +11,17 @@ import ray
 from ray.data.block import BlockMetadata
 from ray.data.datasource import Datasource, ReadTask
 
+from pipeline.io.completion import Completion, mark_done
 from pipeline.io.formats import FORMATS
-from pipeline.io.idset import IdSet
 from pipeline.io.reading import read_unit
 from pipeline.io.units import InputPlan, WorkUnit
 from pipeline.spec import InputSpec
 
-_DONE_CACHE: dict[str, IdSet] = {}
+_DONE_CACHE: dict[str, Completion] = {}
 
 
-def _done_ids(ref) -> IdSet:
-    """The done-id set, fetched once per worker process (it can be large)."""
+def _done_ids(ref) -> Completion:
+    """What earlier runs settled, fetched once per worker process (it can be large)."""
     key = ref.hex()
     if key not in _DONE_CACHE:
         _DONE_CACHE.clear()
@@ -54,7 +54,9 @@ class AudioShardDatasource(Datasource):
         spec, max_bytes, batch, done_ref = self._spec, self._max_bytes, self._batch, self._done_ref
 
         def read():
-            yield from read_unit(unit, spec, max_bytes, batch, _done_ids(done_ref))
+            done = _done_ids(done_ref)
+            for table in read_unit(unit, spec, max_bytes, batch, done.done_all):
+                yield mark_done(table, done.done)
 
         inputs = tuple(f.uri for f in unit.files) if unit.files else (unit.shard_uri,)
         meta = BlockMetadata(

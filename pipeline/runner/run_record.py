@@ -15,6 +15,7 @@ import os
 import posixpath
 import re
 import socket
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import pyarrow as pa
@@ -33,12 +34,24 @@ _INTERRUPTED = (
 )
 
 
+@dataclass(frozen=True)
+class RunPlanned:
+    """What planning found, for the nightly history (`audiobatch runs`). None: not known."""
+
+    units: int = 0  # work units read this run
+    skipped_units: int | None = None  # units left unread: every item in them done
+    already_done: int | None = None  # items skipped at planning: an earlier run wrote them
+    retried_errors: int = 0  # (item, task) errors of earlier runs retried by this one
+    changed_sources: tuple[str, ...] = field(default=())
+
+
 class RunRecord:
     """The row of one run: `tick` keeps the stand-in current, `finish` writes the real one."""
 
     def __init__(self, spec: JobSpec, run_id: str, started: datetime, fs, root: str):
         self._spec, self._run_id, self._started = spec, run_id, started
         self._fs, self._root = fs, root
+        self.planned = RunPlanned()
         self._open = f"{partition_dir(root, OPEN_DIR, 'job', spec.name)}/{run_id}.parquet"
 
     def tick(self, counters: Counters, wall_s: float) -> None:
@@ -74,8 +87,24 @@ class RunRecord:
                 for k, v in c.stages.items()
             ],
             "message": message,
+            **_history(self.planned, c, wall_s),
         }
         return conform(with_partition(pa.Table.from_pylist([row]), "runs", self._spec.name), "runs")
+
+
+def _history(planned: RunPlanned, c: Counters, wall_s: float) -> dict:
+    """The nightly columns of a runs row: what kind of night it was."""
+    return {
+        "units": planned.units,
+        "skipped_units": planned.skipped_units,
+        "already_done": planned.already_done,
+        "new_items": max(c.items - planned.retried_errors, 0),
+        "retried_errors": planned.retried_errors,
+        "changed_sources": list(planned.changed_sources),
+        "tasks": [{"task": k, "ok": v.ok, "failed": v.failed} for k, v in c.tasks.items()],
+        "items_per_s": c.items / wall_s if wall_s > 0 else None,
+        "realtime_factor": c.audio_s / wall_s if wall_s > 0 else None,
+    }
 
 
 def runs_path(root: str, job: str, run_id: str) -> str:

@@ -22,7 +22,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipeline.columns import ERROR_CODE, ERROR_MESSAGE, ERROR_STAGE, task_column
+from pipeline.columns import ERROR_CODE, ERROR_MESSAGE, ERROR_STAGE, TASK_DONE, task_column
 from pipeline.errors import ErrorCode, RowError
 
 
@@ -75,13 +75,6 @@ class Stage(ABC):
     @abstractmethod
     def adds(self) -> pa.Schema:
         """The columns this stage adds (their names and types)."""
-
-    def load(self) -> Stage:
-        """Load what the stage needs before its first batch (a model); returns the stage.
-
-        Constructing a stage loads nothing, so a plan can build stages to ask their
-        columns; the runner calls `load` where the stage runs."""
-        return self
 
     def drops(self) -> Sequence[str]:
         """Columns this stage removes once it has used them (e.g. raw bytes)."""
@@ -172,11 +165,15 @@ def _record_errors(
 
 
 def healthy_mask(batch: pa.Table, task: str | None = None) -> np.ndarray:
-    """True for rows with no row-level error so far (and, given a task, none of that task)."""
+    """True for rows with no row-level error so far (and, given a task, none of that task
+    and not already done for it by an earlier run)."""
     ok = pc.is_null(batch.column(ERROR_CODE))
     code = error_columns(task)[1]
     if task is not None and code in batch.column_names:
         ok = pc.and_(ok, pc.is_null(batch.column(code)))
+    done = task_column(task, TASK_DONE) if task is not None else None
+    if done in batch.column_names:  # settled by an earlier run: nothing to do for this task
+        ok = pc.and_(ok, pc.invert(pc.fill_null(batch.column(done), False)))
     return np.asarray(ok.to_numpy(zero_copy_only=False))
 
 

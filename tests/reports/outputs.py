@@ -12,7 +12,7 @@ import pyarrow.fs as pafs
 
 from pipeline.io.tables import partition_dir, with_partition, write_parquet
 from pipeline.metrics.wer import char_edits, word_edits
-from pipeline.schemas import CLASSIFICATIONS, ERRORS, TRANSCRIPTS, conform
+from pipeline.schemas import CLASSIFICATIONS, ERRORS, RUNS, TRANSCRIPTS, conform
 from pipeline.text.normalize import get_normalizer
 
 FS = pafs.LocalFileSystem()
@@ -83,6 +83,9 @@ def run_row(root: str, run_id: str, hour: int, items: int, spec: dict | None = N
         "stages": [{"stage": "ctc", "items": items, "audio_s": 2.0 * items, "busy_s": 4.0}],
         "message": None,
     }
+    # The nightly history columns (nullable: unknown for this fixture's runs).
+    history = [f for f in RUNS if f.nullable and f.name not in row and f.name != "job"]
+    row |= {f.name: None for f in history}
     t = with_partition(pa.Table.from_pylist([row]), "runs", "demo")
     folder = partition_dir(root, "runs", "job", "demo")
     write_parquet(FS, posixpath.join(folder, f"{run_id}.parquet"), conform(t, "runs"))

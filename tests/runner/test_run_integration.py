@@ -153,7 +153,7 @@ def test_killed_driver_then_rerun_leaves_each_item_once(ray_address, tmp_path, t
         "name: kill\n"
         f"input: {{uri: '{corpus}', manifest: '{corpus}/manifest.jsonl'}}\n"
         f"tasks: [{{kind: ctc, model: '{tiny_model}', batch_size: 8}}]\n"
-        f"output: {{uri: '{out}'}}\n"
+        f"output: {{uri: '{out}', lease_ttl_s: 2}}\n"
         "runtime: {read_batch_items: 8, decode_batch_size: 8, progress_interval_s: 1}\n"
     )
     cli = [
@@ -177,6 +177,7 @@ def test_killed_driver_then_rerun_leaves_each_item_once(ray_address, tmp_path, t
     )
     assert 0 < partial < len(items), f"the kill must land mid-run (had {partial} of {len(items)})"
 
+    time.sleep(2.5)  # the killed driver's lease expires (tests/runner/test_lease_integration.py)
     done = subprocess.run(cli, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     landed = _ids(read_table(fs, str(out), "transcripts")) + _ids(

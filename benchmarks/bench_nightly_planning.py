@@ -1,0 +1,236 @@
+"""Nightly re-run planning: a files corpus of N done items plus M new ones, local disk.
+
+    .venv/bin/python benchmarks/bench_nightly_planning.py [--done 1000000] [--new 1000]
+        [--block 32] [--dir /tmp/nightly-bench] [--no-run] [--no-write]
+
+1. Builds the corpus: N empty `.wav` files (they are done: never opened) and M real
+   audio files (speech-like, the demo's builder), under one prefix.
+2. Builds the output an earlier night would have left for the N done items, the way the
+   sink writes it: one completion file and one committed checkpoint file per write of
+   `--block` items (the reader's default block is 32 items).
+3. Planning, in a fresh process each (peak RSS of that process): reading the completion
+   records and listing the input, exactly as `run_job` does before Ray is touched —
+   a) nothing new, records as the writes left them (one file per write);
+   b) nothing new, after the no-op night (4.) merged them into one file;
+   c) with the M new files.
+4. The no-op night end to end (`run_job`): it must not start Ray.
+5. Unless --no-run: the M new items through `run_job` with a tiny wav2vec2 CTC model on a
+   local Ray (started by the run, so it is inside the wall time).
+Appends what it saw to benchmarks/RESULTS.md (unless --no-write), with the machine named.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+RESULTS = Path(__file__).with_name("RESULTS.md")
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def build_corpus(corpus: Path, done: int) -> list[str]:
+    """N empty wav files in folders of 10,000; their absolute paths."""
+    paths = []
+    for i in range(done):
+        folder = corpus / f"old{i // 10_000:04d}"
+        if i % 10_000 == 0:
+            folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"utt{i:07d}.wav"
+        if not path.exists():
+            os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o644))
+        paths.append(str(path))
+    return paths
+
+
+def build_output(out: Path, paths: list[str], block: int, tasks: list[str]) -> None:
+    """What earlier nights' writes left for `paths`: completion + committed checkpoint files."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from pipeline.io.completion import COMPLETION, COMPLETION_DIR
+    from pipeline.io.units import item_id
+
+    (out / COMPLETION_DIR).mkdir(parents=True, exist_ok=True)
+    (out / "_checkpoint").mkdir(exist_ok=True)
+    for w, start in enumerate(range(0, len(paths), block)):
+        ids = [item_id(p, "") for p in paths[start : start + block]]
+        n = len(ids) * len(tasks)
+        records = {
+            "item_id": ids * len(tasks),
+            "task": [t for t in tasks for _ in ids],
+            "outcome": ["ok"] * n,
+            "transient": [False] * n,
+            "shard_level": [False] * n,
+            "source_uri": [p for _ in tasks for p in paths[start : start + block]],
+            "input_hash": ["bench"] * n,
+            "run_id": ["20261201T020000Z-bench0"] * n,
+        }
+        base = f"w{w:07d}"
+        pq.write_table(
+            pa.table(records, schema=COMPLETION), out / COMPLETION_DIR / f"{base}.parquet"
+        )
+        pq.write_table(pa.table({"item_id": ids}), out / "_checkpoint" / f"{base}.parquet")
+
+
+def spec_dict(corpus: Path, out: Path, model: str, tasks: list[str]) -> dict:
+    return {
+        "name": "nightly-bench",
+        "input": {"uri": str(corpus), "format": "files"},
+        "tasks": [
+            {"kind": "ctc", "name": t, "model": model, "num_cpus": 0.5, "batch_size": 32}
+            for t in tasks
+        ],
+        "output": {"uri": str(out)},
+        "runtime": {"progress_interval_s": 30},
+    }
+
+
+_PLAN = """
+import json, resource, sys, time
+from pipeline.spec import parse_spec
+from pipeline.io.completion import RetryPolicy, load_completion
+from pipeline.io.listing import plan_input
+from pipeline.io.storage import arrow_filesystem
+spec = parse_spec(json.loads(sys.argv[1]))
+t = time.perf_counter(); c0 = time.process_time()
+fs, root = arrow_filesystem(spec.output.uri)
+names = [t.task_name for t in spec.tasks]
+done = load_completion(fs, root, "_checkpoint", names, spec.input_hash(), RetryPolicy())
+t_done = time.perf_counter() - t
+inputs = plan_input(spec.input, spec.runtime.read_batch_items, done.done_all)
+print(json.dumps({
+    "wall_s": time.perf_counter() - t, "cpu_s": time.process_time() - c0,
+    "completion_s": t_done, "done": len(done.done_all), "units": len(inputs.units),
+    "todo": inputs.total_items or 0, "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+}))
+"""
+
+
+def plan_once(spec: dict) -> dict:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    out = subprocess.run(
+        [sys.executable, "-c", _PLAN, json.dumps(spec)],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def noop_night(spec: dict) -> tuple[float, bool]:
+    """The whole no-op run in this process; whether Ray got started."""
+    import ray
+
+    from pipeline.runner import run_job
+    from pipeline.spec import parse_spec
+
+    t = time.perf_counter()
+    result = run_job(parse_spec(spec), out=lambda _: None)
+    if result.counters.items:
+        raise SystemExit(f"the no-op night processed {result.counters.items} items")
+    return time.perf_counter() - t, ray.is_initialized()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--done", type=int, default=1_000_000)
+    ap.add_argument("--new", type=int, default=1_000)
+    ap.add_argument("--block", type=int, default=32)
+    ap.add_argument("--dir", default="/tmp/nightly-bench")
+    ap.add_argument("--no-run", action="store_true")
+    ap.add_argument("--no-write", action="store_true")
+    args = ap.parse_args()
+
+    from pipeline.testing.corpus import build_files_corpus
+    from pipeline.testing.tiny_ctc import build_tiny_ctc
+
+    base = Path(args.dir)
+    corpus, out = base / f"corpus-{args.done}", base / f"out-{args.done}-{args.block}"
+    tasks = ["ctc"]
+    t = time.perf_counter()
+    paths = build_corpus(corpus, args.done)  # the empty done files are kept between runs
+    new = corpus / "new"
+    shutil.rmtree(new, ignore_errors=True)  # the night starts with nothing new
+    shutil.rmtree(out, ignore_errors=True)
+    build_output(out, paths, args.block, tasks)
+    print(f"built {args.done:,} done items in {time.perf_counter() - t:.0f} s", flush=True)
+    model = base / "model"
+    if not (model / "config.json").exists():
+        build_tiny_ctc(str(model), arch="wav2vec2", seed=3)
+    spec = spec_dict(corpus, out, str(model), tasks)
+
+    noop = plan_once(spec)
+    print("planning, nothing new, uncompacted records:", noop, flush=True)
+    noop_wall, ray_started = noop_night(spec)  # merges the records into one file
+    print(f"no-op night: {noop_wall:.1f} s, Ray started: {ray_started}", flush=True)
+    compacted = plan_once(spec)
+    print("planning, nothing new, compacted:", compacted, flush=True)
+
+    build_files_corpus(str(new), n_items=args.new, seed=12, broken=False, manifest=None)
+    grown = plan_once(spec)
+    print("planning, with new items:", grown, flush=True)
+    run = None
+    if not args.no_run:
+        from pipeline.runner import run_job
+        from pipeline.spec import parse_spec
+
+        t = time.perf_counter()
+        result = run_job(parse_spec(spec), out=print)
+        run = {"wall_s": time.perf_counter() - t, "items": result.counters.items}
+        print("run of the new items:", run, flush=True)
+    if not args.no_write:
+        write_results(args, (noop, compacted, grown), noop_wall, ray_started, run)
+
+
+def write_results(args, plans, noop_wall, ray_started, run) -> None:
+    when = datetime.now(UTC).strftime("%Y-%m-%d")
+    lines = [
+        "",
+        f"## Nightly re-run planning, files format, local — {when} — {platform.node()}: "
+        f"{os.cpu_count()} cores, "
+        f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB, shared "
+        "with other engineers' test runs (wall times include their load; CPU seconds do not)",
+        "",
+        f"{args.done:,} done items (completion records in writes of {args.block} items: "
+        f"{-(-args.done // args.block):,} files), {args.new:,} new ones, one CTC task "
+        "(`benchmarks/bench_nightly_planning.py`). Targets: planning <= 60 s, <= 1 GiB.",
+        "",
+        "| case | planning wall s | planning CPU s | of it: completion records s | peak RSS MiB | units | items to do |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    names = (
+        "nothing new, records as written (first night after an upgrade)",
+        "nothing new, records compacted by the previous run",
+        f"{args.new:,} new (compacted)",
+    )
+    for name, p in zip(names, plans, strict=True):
+        lines.append(
+            f"| {name} | {p['wall_s']:.1f} | {p['cpu_s']:.1f} | {p['completion_s']:.1f} | "
+            f"{p['peak_rss_mib']:.0f} | {p['units']:,} | {p['todo']:,} |"
+        )
+    lines += [
+        "",
+        f"- The no-op night end to end (`run_job`: lease, task identities, planning, "
+        f"compaction of the records, runs row): {noop_wall:.1f} s wall; Ray started: "
+        f"{'yes' if ray_started else 'no'}.",
+    ]
+    if run:
+        lines.append(
+            f"- The {run['items']:,} new items through `run_job` (tiny wav2vec2 CTC, local Ray "
+            f"started by the run): {run['wall_s']:.1f} s wall."
+        )
+    with RESULTS.open("a") as f:
+        f.write("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

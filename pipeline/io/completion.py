@@ -1,0 +1,260 @@
+"""Completion per item *and task*: what a run must still do, and the retry policy.
+
+Every write of the sink also writes `_completion/<base>.parquet`: one record per item
+and task it settled, with the outcome (`ok` or the error code), whether that error is
+transient, the item's source and the run. The file carries the write's base name, so
+Ray's two-phase checkpoint covers it like the table files: a write that crashed before
+its commit is deleted on the next run, and only records of committed writes
+(`_checkpoint/<base>.parquet`) count.
+
+At planning, the latest outcome of each (item, task) decides whether the task is done
+for the item: `ok` is done; a transient error (`read_failed`, `write_failed`, a
+`model_failed` from running out of memory) is retried by the next run; a permanent
+error is done unless `audiobatch run --retry-errors [CODE ...]` names its code (or all
+codes); an error that failed a whole shard (member "", e.g. a missing audio column) is
+retried once the input spec changes. An item is skipped at read time only when every
+task of the spec is done for it; otherwise it is read and decoded once, and each stage
+skips the tasks already done for it (`{task}__done`).
+
+Outputs written before these records existed have only the checkpoint's item ids:
+those count as done for every task (the earlier per-item behaviour).
+"""
+
+from __future__ import annotations
+
+import posixpath
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.fs as pafs
+
+from pipeline.errors import ErrorCode
+from pipeline.io.idset import IdSet
+
+COMPLETION_DIR = "_completion"
+PENDING_SUFFIX = ".pending.parquet"  # Ray's uncommitted checkpoints
+OK = "ok"
+
+COMPLETION = pa.schema(
+    [
+        pa.field("item_id", pa.string(), nullable=False),
+        pa.field("task", pa.string(), nullable=False),
+        pa.field("outcome", pa.string(), nullable=False),  # ok | an ErrorCode value
+        pa.field("transient", pa.bool_(), nullable=False),
+        pa.field("shard_level", pa.bool_(), nullable=False),  # the error failed a whole shard
+        pa.field("source_uri", pa.string(), nullable=False),
+        pa.field("input_hash", pa.string(), nullable=False),  # spec.input_hash() of the run
+        pa.field("run_id", pa.string(), nullable=False),
+    ]
+)
+
+TRANSIENT_CODES = frozenset({ErrorCode.READ_FAILED, ErrorCode.WRITE_FAILED})
+_OOM_MARKERS = ("OutOfMemoryError", "out of memory", "MemoryError")
+
+
+def is_transient(code: str, message: str | None) -> bool:
+    """Whether an error is worth retrying unasked: storage failures, and a model that ran
+    out of memory (another night may have a free GPU); not a corrupt or invalid item."""
+    if code in TRANSIENT_CODES:
+        return True
+    return code == ErrorCode.MODEL_FAILED and any(m in (message or "") for m in _OOM_MARKERS)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Which permanent errors a run retries: none by default; `codes` empty + `all`."""
+
+    codes: frozenset[str] = field(default_factory=frozenset)
+    all: bool = False
+
+    def retries(self, code: str) -> bool:
+        return self.all or code in self.codes
+
+
+@dataclass(frozen=True)
+class Completion:
+    """What earlier runs settled, per task (ids as sorted fixed-width bytes)."""
+
+    done: dict[str, IdSet]  # task -> items whose task is done
+    done_all: IdSet  # items done for every task of the spec: skipped at read time
+    retried: int  # (item, task) pairs whose latest error is being retried this run
+    legacy: int  # checkpointed ids with no completion record (counted done everywhere)
+    files: tuple[str, ...] = ()  # the committed completion files read
+
+
+def load_completion(
+    fs: pafs.FileSystem,
+    root: str,
+    checkpoint_dir: str,
+    tasks: Sequence[str],
+    input_hash: str,
+    policy: RetryPolicy,
+) -> Completion:
+    """Read the committed completion records under `root` and apply the retry policy."""
+    from pipeline.io.tables import parquet_files
+
+    committed = _committed_bases(fs, posixpath.join(root, checkpoint_dir))
+    records = [
+        f for f in parquet_files(fs, posixpath.join(root, COMPLETION_DIR)) if _base(f) in committed
+    ]
+    covered = {_base(f) for f in records}
+    legacy = _legacy_ids(fs, root, checkpoint_dir, committed - covered)
+    latest = _latest(_read(fs, records))
+    done, retried = {}, 0
+    for task in tasks:
+        rows = latest.get(task)
+        ids = np.array([], dtype="S1")
+        if rows is not None:
+            keep = _settled(rows, input_hash, policy)
+            retried += int((~keep).sum())
+            ids = np.asarray(rows["item_id"])[keep]
+        done[task] = IdSet(np.unique(np.concatenate([ids.astype("S"), legacy.astype("S")])))
+    every = [done[t].ids for t in tasks]
+    both = every[0]
+    for ids in every[1:]:
+        both = np.intersect1d(both, ids, assume_unique=True)
+    return Completion(done, IdSet(both), retried, len(legacy), tuple(records))
+
+
+def compact(
+    fs: pafs.FileSystem, root: str, checkpoint_dir: str, files: Sequence[str], run_id: str
+) -> int:
+    """Merge many committed completion files into one; how many were merged.
+
+    A night writes one small file per write (32 items by default): after a few nights,
+    reading thousands of them dominates planning (benchmarks/RESULTS.md). The merged
+    file gets a committed checkpoint of its own name, so it counts like any write; the
+    small files (and their checkpoints) are deleted only after both are written, so a
+    crash in between leaves duplicate records, which `_latest` reads as one. Called by
+    the lease holder only."""
+    from pipeline.io.tables import write_parquet
+
+    table = _read(fs, list(files))
+    if table is None:
+        return 0
+    base = f"compacted-{run_id}"
+    write_parquet(fs, posixpath.join(root, COMPLETION_DIR, f"{base}.parquet"), table)
+    checkpoint = posixpath.join(root, checkpoint_dir)
+    ids = pa.table({"item_id": table.column("item_id")})
+    write_parquet(fs, posixpath.join(checkpoint, f"{base}.parquet"), ids)
+    for f in files:
+        fs.delete_file(f)
+        marker = posixpath.join(checkpoint, f"{_base(f)}.parquet")
+        if fs.get_file_info(marker).type == pafs.FileType.File:
+            fs.delete_file(marker)
+    return len(files)
+
+
+def completion_rows(
+    batch: pa.Table, tasks: Sequence[str], run_id: str, input_hash: str
+) -> pa.Table | None:
+    """One record per item of a finished batch and task it settled (done tasks skipped)."""
+    from pipeline import columns as C
+
+    item_code = batch.column(C.ERROR_CODE).to_pylist()
+    item_msg = batch.column(C.ERROR_MESSAGE).to_pylist()
+    ids = batch.column(C.ITEM_ID).to_pylist()
+    members = batch.column(C.MEMBER).to_pylist()
+    sources = batch.column(C.SOURCE_URI).to_pylist()
+    out: dict[str, list] = {f.name: [] for f in COMPLETION}
+    for task in tasks:
+        done = _column(batch, C.task_column(task, C.TASK_DONE))
+        code = _column(batch, C.task_column(task, C.ERROR_CODE))
+        msg = _column(batch, C.task_column(task, C.ERROR_MESSAGE))
+        for i in range(batch.num_rows):
+            if done[i]:
+                continue
+            c, m = (item_code[i], item_msg[i]) if item_code[i] else (code[i], msg[i])
+            out["item_id"].append(ids[i])
+            out["task"].append(task)
+            out["outcome"].append(c or OK)
+            out["transient"].append(bool(c) and is_transient(c, m))
+            out["shard_level"].append(bool(item_code[i]) and members[i] == "")
+            out["source_uri"].append(sources[i])
+            out["input_hash"].append(input_hash)
+            out["run_id"].append(run_id)
+    return pa.table(out, schema=COMPLETION) if out["item_id"] else None
+
+
+def mark_done(table: pa.Table, done: dict[str, IdSet]) -> pa.Table:
+    """Add `{task}__done` to freshly read rows: the tasks an earlier run settled."""
+    from pipeline import columns as C
+
+    ids = table.column(C.ITEM_ID).to_pylist()
+    for task, settled in done.items():
+        flags = settled.contains_many(ids)
+        table = table.append_column(C.task_column(task, C.TASK_DONE), pa.array(flags, pa.bool_()))
+    return table
+
+
+def _column(batch: pa.Table, name: str) -> list:
+    return batch.column(name).to_pylist() if name in batch.column_names else [None] * len(batch)
+
+
+def _settled(rows: dict[str, np.ndarray], input_hash: str, policy: RetryPolicy) -> np.ndarray:
+    """True where the latest outcome needs no retry under `policy`."""
+    outcome, transient = rows["outcome"], rows["transient"]
+    error = outcome != OK
+    retry = error & transient
+    retry |= error & np.array([policy.retries(c) for c in outcome], dtype=bool)
+    retry |= error & rows["shard_level"] & (rows["input_hash"] != input_hash)
+    return ~retry
+
+
+def _latest(table: pa.Table | None) -> dict[str, dict[str, np.ndarray]]:
+    """task -> columns of the latest record (by run id, which starts with its time) per item."""
+    if table is None or table.num_rows == 0:
+        return {}
+    import pyarrow.compute as pc
+
+    order = pc.sort_indices(
+        table, sort_keys=[("task", "ascending"), ("item_id", "ascending"), ("run_id", "ascending")]
+    )
+    t = table.take(order)
+    task = t.column("task").to_numpy(zero_copy_only=False)
+    item = t.column("item_id").to_numpy(zero_copy_only=False)
+    last = np.ones(len(t), dtype=bool)
+    last[:-1] = (task[1:] != task[:-1]) | (item[1:] != item[:-1])
+    t = t.filter(pa.array(last))
+    out = {}
+    for name in np.unique(task[last]):
+        sub = t.filter(pc.equal(t.column("task"), name))
+        out[str(name)] = {c: sub.column(c).to_numpy(zero_copy_only=False) for c in sub.column_names}
+        out[str(name)]["item_id"] = np.asarray(sub.column("item_id").to_pylist(), dtype="S")
+    return out
+
+
+def _read(fs, files: list[str]) -> pa.Table | None:
+    if not files:
+        return None
+    import pyarrow.dataset as ds
+
+    return ds.dataset(files, schema=COMPLETION, filesystem=fs, format="parquet").to_table()
+
+
+def _committed_bases(fs, checkpoint: str) -> set[str]:
+    """Base names of the committed writes: `_checkpoint/<base>.parquet` (not `.pending`)."""
+    from pipeline.io.tables import parquet_files
+
+    return {_base(f) for f in parquet_files(fs, checkpoint) if not f.endswith(PENDING_SUFFIX)}
+
+
+def _base(path: str) -> str:
+    return posixpath.basename(path).removesuffix(".parquet")
+
+
+def _legacy_ids(fs, root: str, checkpoint_dir: str, bases: set[str]) -> np.ndarray:
+    """Item ids of committed writes that left no completion record (older outputs)."""
+    import pyarrow.parquet as pq
+
+    folder = posixpath.join(root, checkpoint_dir)
+    chunks = [
+        pq.read_table(posixpath.join(folder, f"{b}.parquet"), columns=["item_id"], filesystem=fs)
+        .column("item_id")
+        .to_pylist()
+        for b in sorted(bases)
+    ]
+    ids = [i for c in chunks for i in c]
+    return np.unique(np.array(ids, dtype="S")) if ids else np.array([], dtype="S1")
