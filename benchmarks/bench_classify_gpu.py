@@ -204,7 +204,7 @@ def main(argv: list[str] | None = None) -> None:
         "| run | items x 10.24 s | realtime x |",
         "|---|---:|---:|",
         f"| raw model, features on the device, batch {ceiling_batch}, {stage.model.dtype} | - | {ceiling:,.0f} |",
-        f"| ClassifyStage, {rows} rows per call, batch_seconds {stage._budget / RATE:.0f} | {n} | {ours:,.0f} |",
+        f"| ClassifyStage, {rows} rows per call, batch_seconds {stage._batching.budget / RATE:.0f} | {n} | {ours:,.0f} |",
         "",
         f"- stage / raw model in this run: **{ours / ceiling:.0%}**"
         + (
