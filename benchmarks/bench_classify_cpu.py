@@ -84,7 +84,7 @@ def measure(path: str, audio: list[np.ndarray], rounds: int) -> dict:
 
     reference = pipeline("audio-classification", model=path, device="cpu")
     reference(audio[0])  # warm-up outside the clocks, for both sides
-    stage = ClassifyStage(ClassifyTaskSpec(model=path, top_k=5), StorageOptions())
+    stage = ClassifyStage(ClassifyTaskSpec(model=path, top_k=5), StorageOptions()).load()
     batches = list(arrow_batches(audio))
     stage(batches[0].slice(0, 2))
 

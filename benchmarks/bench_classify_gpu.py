@@ -8,7 +8,7 @@ MIT/ast-finetuned-audioset-10-10-0.4593 (12 layers, hidden 768, 527 labels, mult
 nothing is downloaded: speed depends on shapes, not weights) is saved with its
 ASTFeatureExtractor and loaded through the stage's own path, in bf16 on CUDA. In one run:
 1. raw ceiling: the bare model on ready-made features already on the device, batch 128,
-   median of timed repeats (FACTS.md measured 15,700x realtime on one H200 this way);
+   median of timed repeats (docs/FACTS.md measured 15,700x realtime on one H200 this way);
 2. audiobatch: `ClassifyStage` called on Arrow batches of 10.24 s items (as a Ray actor
    gets them), timing everything from Arrow rows to output columns: Arrow -> NumPy, fbank
    features on the device, forward, sigmoid, top-k, Arrow columns.
@@ -36,7 +36,7 @@ import suite_rows  # noqa: E402
 
 RATE = 16_000
 ITEM_S = 10.24
-CEILING_FACTS = 15_700  # FACTS.md, one H200, bf16, batch 128, features on the device
+CEILING_FACTS = 15_700  # docs/FACTS.md, one H200, bf16, batch 128, features on the device
 AUDIOSET = {  # config of MIT/ast-finetuned-audioset-10-10-0.4593 (labels renamed)
     "hidden_size": 768,
     "num_hidden_layers": 12,
@@ -192,7 +192,7 @@ def main(argv: list[str] | None = None) -> None:
         spec = ClassifyTaskSpec(
             model=path, device=args.device, top_k=5, batch_seconds=args.batch_seconds
         )
-        stage = ClassifyStage(spec, StorageOptions())
+        stage = ClassifyStage(spec, StorageOptions()).load()
         ceiling = raw_ceiling(stage, ceiling_batch, repeats=3 if small else 10)
         wall, done = end_to_end(stage, batches)
     ours = n * ITEM_S / wall
@@ -208,7 +208,7 @@ def main(argv: list[str] | None = None) -> None:
         "",
         f"- stage / raw model in this run: **{ours / ceiling:.0%}**"
         + (
-            f"; / FACTS.md ceiling ({CEILING_FACTS:,}x): {ours / CEILING_FACTS:.0%}"
+            f"; / docs/FACTS.md ceiling ({CEILING_FACTS:,}x): {ours / CEILING_FACTS:.0%}"
             if not small
             else ""
         )

@@ -99,7 +99,8 @@ def main(argv: list[str] | None = None) -> None:
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     from pipeline.models.ctc_model import greedy_frames
     from pipeline.spec import CtcTaskSpec, StorageOptions
-    from pipeline.stages.ctc import CtcStage, micro_batches
+    from pipeline.stages.batching import micro_batches
+    from pipeline.stages.ctc import CtcStage
     from pipeline.testing.tiny_mctct import CHARS, build_mctct
 
     dtype = torch.bfloat16 if args.device == "cuda" else torch.float32
@@ -121,7 +122,7 @@ def main(argv: list[str] | None = None) -> None:
         batch_seconds=args.batch_seconds,
     )
     t0 = time.perf_counter()
-    stage = CtcStage(spec, StorageOptions())
+    stage = CtcStage(spec, StorageOptions()).load()
     load_s = time.perf_counter() - t0
     model = stage.model
     params = sum(p.numel() for p in model.model.parameters())

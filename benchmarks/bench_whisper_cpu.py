@@ -78,7 +78,7 @@ def run_stage(model_dir: str, audio: list[np.ndarray], threads: int, **spec) -> 
     from pipeline.stages.whisper import WhisperStage
 
     task = WhisperTaskSpec(model=model_dir, device="cpu", cpu_threads=threads, **spec)
-    stage = WhisperStage(task, StorageOptions())
+    stage = WhisperStage(task, StorageOptions()).load()
     for batch in arrow_batches(audio[:2], 2):  # warm-up
         stage(batch)
     t0 = time.perf_counter()

@@ -104,7 +104,7 @@ def run_stage(model_dir: str, audio: list[np.ndarray], tokens: int, device: str)
     spec = WhisperTaskSpec(
         model=model_dir, device=device, batch_size=256, micro_batch=256, max_new_tokens=tokens
     )
-    stage = WhisperStage(spec, StorageOptions())
+    stage = WhisperStage(spec, StorageOptions()).load()
     stage.model.model.generation_config.min_new_tokens = tokens  # no early <|endoftext|>
     for batch in arrow_batches(audio[: min(len(audio), 32)], 32):  # warm-up
         stage(batch)

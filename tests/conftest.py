@@ -31,7 +31,7 @@ os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
 # Ray 2.60 turns on token auth for `ray start`; a test-only cluster used by this process
 # and the drivers it spawns does without (its token is not found by `ray.init(address=)`).
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-# Without it Ray advertises the machine's eth0 address instead of 127.0.0.1 (shared/FACTS.md).
+# Without it Ray advertises the machine's eth0 address instead of 127.0.0.1.
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 
 BIN = Path(sys.executable).parent
@@ -137,3 +137,22 @@ def s3_bucket(s3_endpoint, request):
     s3 = boto3.client("s3", endpoint_url=s3_endpoint)
     s3.create_bucket(Bucket=name)
     return s3_endpoint, name
+
+
+# Fixtures that start a service: a test using one (directly or through another fixture)
+# must carry the `integration` marker, so `-m "not integration"` starts neither.
+SERVICE_FIXTURES = ("ray_address", "s3_endpoint")
+
+
+def pytest_collection_modifyitems(config, items):
+    unmarked = [
+        item.nodeid
+        for item in items
+        if set(SERVICE_FIXTURES) & set(getattr(item, "fixturenames", ()))
+        and item.get_closest_marker("integration") is None
+    ]
+    if unmarked:
+        raise pytest.UsageError(
+            "tests that start Ray or the S3 emulator need @pytest.mark.integration: "
+            + ", ".join(unmarked)
+        )

@@ -11,7 +11,7 @@ import yaml
 
 from pipeline.errors import SpecError
 from pipeline.io.storage import is_remote
-from pipeline.models.loading import is_hub_id
+from pipeline.models.hub import is_hub_id
 from pipeline.spec import JobSpec
 
 

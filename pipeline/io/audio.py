@@ -1,6 +1,6 @@
 """Decode one item's bytes into mono float32 at the model's rate, or say why not.
 
-Untrusted audio is dangerous in quiet ways (see docs FACTS "Audio decoding"): a
+Untrusted audio is dangerous in quiet ways (docs/FACTS.md, "Audio decoding"): a
 FLAC header can claim 2^36 frames and make a naive `sf.read` allocate 256 GiB, a
 WAV or MP3 cut in half decodes without error, float WAVs carry NaN. So every
 backend reads the header first, refuses what is too long before touching

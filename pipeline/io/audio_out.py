@@ -3,7 +3,7 @@ that no reader sees half done.
 
 Keys are built from the text id, never from raw text or an unchecked id: the id is
 reduced to `[A-Za-z0-9_-]` (so no `/`, no `..`, nothing a filesystem or pyarrow would
-normalise out of the prefix, FACTS.md) and suffixed with a hash of the exact id, so two
+normalise out of the prefix, docs/FACTS.md) and suffixed with a hash of the exact id, so two
 ids that sanitise alike still get two files. The same id always gets the same key, so a
 re-run overwrites its own files instead of adding copies.
 """

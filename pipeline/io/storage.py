@@ -3,7 +3,7 @@
 Reads go through fsspec; Ray's writers and checkpoints take a pyarrow filesystem,
 which here wraps the same fsspec instance so both sides see one configuration.
 Credentials are never passed explicitly (they would end up inside pickled
-filesystems and Ray task arguments, FACTS.md): the default AWS/GCP chain applies.
+filesystems and Ray task arguments, docs/FACTS.md): the default AWS/GCP chain applies.
 
 Time is bounded twice. Each request has botocore's connect/read timeouts and its
 retries (enough for 20% 503s), but s3fs retries around botocore's retries, so one
@@ -32,7 +32,7 @@ PROBE_S = 30.0  # first contact with a storage: an endpoint that does not answer
 if TYPE_CHECKING:
     import pyarrow.fs
 
-# A stalled GET hung for minutes with s3fs defaults (FACTS.md): bound every request.
+# A stalled GET hung for minutes with s3fs defaults (docs/FACTS.md): bound every request.
 _S3_CONFIG = {
     "connect_timeout": 5,
     "read_timeout": 30,
@@ -69,7 +69,7 @@ def filesystem(
         options = {"token": "anon"}
     fs, path = fsspec.core.url_to_fs(uri, **options)
     if protocol in ("s3", "s3a"):
-        # s3fs retries around botocore's own retries; keep the outer loop short (FACTS.md).
+        # s3fs retries around botocore's own retries; keep the outer loop short (docs/FACTS.md).
         fs.retries = 3
     return fs, path.rstrip("/") if path != "/" else path
 

@@ -14,7 +14,6 @@ import uuid
 from dataclasses import dataclass
 
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
@@ -41,6 +40,8 @@ def split_batch(
     A row-level failure (read, decode) is one `errors` row with a null `task`; a task's
     own failure is one `errors` row naming the task, and the other tasks still write
     the item. So each item is in each task's table or in `errors` for that task."""
+    import pyarrow.compute as pc
+
     failed = pc.is_valid(batch.column(C.ERROR_CODE))
     parts: dict[tuple[str, str], list[pa.Table]] = {}
     _add_item_errors(parts, batch.filter(failed), tasks, run_id)
@@ -62,6 +63,8 @@ def split_batch(
 def _add_item_errors(parts, bad: pa.Table, tasks: list[TaskInfo], run_id: str) -> None:
     """Read/decode failures: one row with a null task when every task was pending for the
     item, else one row per task still pending (the others were settled earlier)."""
+    import pyarrow.compute as pc
+
     if not bad.num_rows:
         return
     flags = [C.task_column(t.name, C.TASK_DONE) for t in tasks]
@@ -87,6 +90,8 @@ def _add_item_errors(parts, bad: pa.Table, tasks: list[TaskInfo], run_id: str) -
 
 
 def _add_task_rows(parts, good: pa.Table, task: TaskInfo, run_id: str) -> None:
+    import pyarrow.compute as pc
+
     if not good.num_rows:
         return
     code = C.task_column(task.name, C.ERROR_CODE)
@@ -104,6 +109,8 @@ def _add_task_rows(parts, good: pa.Table, task: TaskInfo, run_id: str) -> None:
 
 
 def _add_errors(parts, rows: pa.Table, task: str | None, names, run_id: str) -> None:
+    import pyarrow.compute as pc
+
     stage_col, code_col, message_col = names
     errors = pa.table(
         {
@@ -150,6 +157,8 @@ def _with_roundtrip(table: pa.Table, task: TaskInfo) -> pa.Table:
 
     Where that task failed on the item, its columns are null here (its own error row says why).
     """
+    import pyarrow.compute as pc
+
     asr = task.roundtrip or ""
     code = C.task_column(asr, C.ERROR_CODE)
     failed = pc.is_valid(table.column(code)) if code in table.column_names else None

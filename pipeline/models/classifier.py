@@ -10,7 +10,7 @@ columns; an adapter here owns one loaded checkpoint and how a padded batch reach
 - `WaveformModel` (wav2vec2, HuBERT, WavLM, data2vec-audio, UniSpeech(-SAT) sequence and
   frame classifiers): padded batches with an attention mask, plus the masked group norm and
   positional-conv masking of `ctc_model.py` (group-norm checkpoints otherwise depend on
-  their batch, FACTS.md). Other conv-encoder types (SEW, conformer, ...) run item by item.
+  their batch, docs/FACTS.md). Other conv-encoder types (SEW, conformer, ...) run item by item.
 - `ItemwiseClassifier`: any other AutoModelForAudioClassification (e.g. Whisper-based),
   through its own feature extractor one item at a time: exact by construction, slower.
 
@@ -21,9 +21,7 @@ micro-batch while the device still runs the last one.
 
 from __future__ import annotations
 
-import pickle
 import warnings
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -40,7 +38,7 @@ from pipeline.models.ctc_model import (
 )
 from pipeline.models.device import autocast, pick_dtype
 from pipeline.models.fbank import Fbank, FbankConfig
-from pipeline.models.loading import resolve_model
+from pipeline.models.hub import pretrained, processor, resolve
 from pipeline.spec import ClassifyTaskSpec, FramesTaskSpec, StorageOptions
 
 AST_TYPE = "audio-spectrogram-transformer"
@@ -69,6 +67,10 @@ class ClassifierBase:
         cfg = model.config
         self.labels = [str(cfg.id2label[i]) for i in range(cfg.num_labels)]
         self.multi_label = cfg.problem_type == "multi_label_classification"
+
+    def predict(self, audio: list[np.ndarray]) -> torch.Tensor:
+        """`ModelAdapter.predict`: the logits, [items, labels] (or [items, frames, labels])."""
+        return self.logits(audio)
 
     def cost(self, samples: int) -> int:
         """Padded size of one input, in samples, for the micro-batch budget."""
@@ -195,26 +197,25 @@ def load_frame_classifier(
 def _load(spec: ClassifyTaskSpec | FramesTaskSpec, storage: StorageOptions, device: str, auto):
     from transformers import AutoFeatureExtractor
 
-    source = resolve_model(spec.model, revision=spec.revision, storage=storage)
-    local = Path(source).is_dir()
+    source = resolve(
+        spec.model,
+        revision=spec.revision,
+        storage=storage,
+        trust_remote_code=spec.trust_remote_code,
+    )
     dtype = pick_dtype(spec.dtype, device)
-    kwargs: dict = {"trust_remote_code": spec.trust_remote_code}
-    if spec.revision and not local:  # a revision means nothing to a local folder
-        kwargs["revision"] = spec.revision
-    safetensors = any(Path(source).glob("*.safetensors")) if local else None
-    try:
-        model = auto.from_pretrained(source, dtype=dtype, use_safetensors=safetensors, **kwargs)
-        with warnings.catch_warnings():  # AST's 128 kaldi mel filters: "all zero values"
-            warnings.simplefilter("ignore", UserWarning)
-            extractor = AutoFeatureExtractor.from_pretrained(source, **kwargs)
-    except pickle.UnpicklingError:  # torch.load(weights_only=True) refused a hostile pickle
-        raise ModelLoadError.refused_pickle(spec.model) from None
-    except (OSError, ValueError, KeyError, RuntimeError, TypeError) as exc:
-        raise ModelLoadError(
+
+    def failure(exc: Exception) -> str:
+        return (
             f"model {spec.model!r}: cannot load it with {auto.__name__} and its feature "
             f"extractor ({type(exc).__name__}: {exc}); check that it is such a checkpoint, that "
             "the revision exists and that the folder has preprocessor_config.json"
-        ) from exc
+        )
+
+    model = pretrained(auto, source, failure, dtype=dtype)
+    with warnings.catch_warnings():  # AST's 128 kaldi mel filters: "all zero values"
+        warnings.simplefilter("ignore", UserWarning)
+        extractor = processor(AutoFeatureExtractor, source, failure)
     if model.config.problem_type == "regression":
         raise ModelLoadError(f"model {spec.model!r} has a regression head, not a classifier")
     if spec.sample_rate != extractor.sampling_rate:

@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from pipeline.models.base import ModelAdapter
 from pipeline.models.device import autocast
 
 
@@ -41,7 +42,7 @@ class FrameOutput:
     probs: np.ndarray  # float32 [frames]
 
 
-class CtcAdapter(Protocol):
+class CtcAdapter(ModelAdapter, Protocol):
     """What the CTC stage needs from a loaded checkpoint, whatever its architecture.
 
     `CtcModel` below (wav2vec2-style conv encoders on raw samples) and
@@ -61,6 +62,20 @@ class CtcAdapter(Protocol):
     def frames(self, samples: int) -> int: ...
 
     def predict(self, audio: list[np.ndarray]) -> list[FrameOutput]: ...
+
+
+class SampleCost:
+    """`ModelAdapter.min_samples` and `cost` for a CTC adapter on raw samples: the
+    receptive field, and the padded samples themselves."""
+
+    receptive_field: int
+
+    @property
+    def min_samples(self) -> int:
+        return self.receptive_field
+
+    def cost(self, samples: int) -> int:
+        return samples
 
 
 def greedy_frames(logits: torch.Tensor, frames: list[int]) -> list[FrameOutput]:
@@ -110,7 +125,7 @@ def conv_output_frames(samples: int, kernels: tuple[int, ...], strides: tuple[in
 
 
 @dataclass
-class CtcModel:
+class CtcModel(SampleCost):
     """A loaded CTC checkpoint: predicts per-frame ids/probs for a micro-batch."""
 
     name: str  # the model URI as given in the spec (recorded in the output)

@@ -3,7 +3,7 @@
 `transformers`' `ASTFeatureExtractor` computes them item by item on the CPU, with
 torchaudio's `compliance.kaldi.fbank` when torchaudio is installed and with numpy
 otherwise (transformers 5.x; the two agree to float rounding). On a GPU node one CPU core
-makes them at ~550x realtime (FACTS.md) while one H200 runs AST at ~15,700x, so here they
+makes them at ~550x realtime (docs/FACTS.md) while one H200 runs AST at ~15,700x, so here they
 are computed for a whole micro-batch on the model's device. Same recipe as both: 25 ms
 frames every 10 ms without edge padding (Kaldi's `snip_edges`), DC offset removed per
 frame, pre-emphasis 0.97, a symmetric Hann window, a 512-point power spectrum, Kaldi mel

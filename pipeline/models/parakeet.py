@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from pipeline.models.ctc_model import FrameOutput, greedy_frames
+from pipeline.models.ctc_model import FrameOutput, SampleCost, greedy_frames
 from pipeline.models.device import autocast
 from pipeline.models.parakeet_features import ParakeetFeatures
 
@@ -102,7 +102,7 @@ class PieceCtcDecoder:
 
 
 @dataclass
-class ParakeetCtcModel:
+class ParakeetCtcModel(SampleCost):
     """A loaded Parakeet CTC checkpoint: predicts per-frame ids/probs for a micro-batch."""
 
     name: str  # the model URI as given in the spec (recorded in the output)

@@ -14,16 +14,14 @@ An output is `empty` when the decoder stopped at its very first step (one frame 
 
 from __future__ import annotations
 
-import pickle
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from pipeline.errors import ModelLoadError
 from pipeline.models.device import autocast, pick_dtype
-from pipeline.models.loading import resolve_model
+from pipeline.models.hub import Source, pretrained, processor, resolve
 from pipeline.models.speecht5_decode import DecodeOptions, decode, postnet, split_seeds, vocode
 from pipeline.spec import StorageOptions, SynthesizeTaskSpec
 
@@ -71,6 +69,16 @@ class SpeechT5Synthesizer:
     def token_ids(self, texts: list[str]) -> list[list[int]]:
         """Token ids per text, end-of-sentence token included."""
         return self.tokenizer(texts)["input_ids"]
+
+    min_samples = 0  # `ModelAdapter`: the input is text, there is no audio to check
+
+    def cost(self, chars: int) -> int:
+        return chars
+
+    def predict(self, batch: list[tuple[str, np.ndarray, int]]) -> list[Synth]:
+        """`ModelAdapter.predict` over (text, speaker x-vector, seed) triples."""
+        texts, speakers, seeds = zip(*batch, strict=True)
+        return self.synthesize(list(texts), np.stack(speakers), list(seeds))
 
     def synthesize(self, texts: list[str], speakers: np.ndarray, seeds: list[int]) -> list[Synth]:
         """Waveforms for `texts` (one batch), speaker x-vectors [n, 512], one seed per text.
@@ -161,20 +169,20 @@ def load_speecht5(
     from transformers import SpeechT5ForTextToSpeech, SpeechT5HifiGan, SpeechT5Tokenizer
 
     dtype = pick_dtype(spec.dtype, device)
-    source = resolve_model(spec.model, revision=spec.revision, storage=storage)
-    vocoder_source = resolve_model(spec.vocoder, revision=None, storage=storage)
-    tts = _load(SpeechT5ForTextToSpeech, spec.model, source, spec.revision, spec, dtype)
-    vocoder = _load(SpeechT5HifiGan, spec.vocoder, vocoder_source, None, spec, dtype)
-
-    try:
-        kwargs = _kwargs(spec, source, spec.revision)
-        tokenizer = SpeechT5Tokenizer.from_pretrained(source, **kwargs)
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise ModelLoadError(
-            f"model {spec.model!r}: cannot load its SpeechT5 tokenizer ({type(exc).__name__}: "
-            f"{exc}); the folder needs spm_char.model and tokenizer_config.json, as "
-            "SpeechT5Processor.save_pretrained writes them"
-        ) from exc
+    trust = spec.trust_remote_code
+    source = resolve(spec.model, revision=spec.revision, storage=storage, trust_remote_code=trust)
+    vocoder_source = resolve(spec.vocoder, revision=None, storage=storage, trust_remote_code=trust)
+    tts = _load(SpeechT5ForTextToSpeech, source, dtype)
+    vocoder = _load(SpeechT5HifiGan, vocoder_source, dtype)
+    tokenizer = processor(
+        SpeechT5Tokenizer,
+        source,
+        lambda exc: (
+            f"model {spec.model!r}: cannot load its SpeechT5 tokenizer "
+            f"({type(exc).__name__}: {exc}); the folder needs spm_char.model and "
+            "tokenizer_config.json, as SpeechT5Processor.save_pretrained writes them"
+        ),
+    )
     _check_pair(spec, tts, vocoder)
     options = DecodeOptions(
         stop_threshold=spec.stop_threshold,
@@ -192,14 +200,7 @@ def load_speecht5(
     )
 
 
-def _kwargs(spec: SynthesizeTaskSpec, source: str, revision: str | None = None) -> dict:
-    kwargs: dict = {"trust_remote_code": spec.trust_remote_code}
-    if revision and not Path(source).is_dir():  # a revision means nothing to a folder
-        kwargs["revision"] = revision
-    return kwargs
-
-
-def _load(cls, uri: str, source: str, revision: str | None, spec, dtype):
+def _load(cls, source: Source, dtype):
     """`cls.from_pretrained` on a resolved `source`, failures as ModelLoadError.
 
     The checkpoint's own config must name the expected architecture: given the wrong
@@ -208,26 +209,19 @@ def _load(cls, uri: str, source: str, revision: str | None, spec, dtype):
     """
     from transformers import AutoConfig
 
-    local = Path(source).is_dir()
-    # Prefer safetensors (no pickle) where a folder has them; for a hub id let
-    # transformers choose, which also prefers them.
-    safetensors = any(Path(source).glob("*.safetensors")) if local else None
-    kwargs = _kwargs(spec, source, revision)
-    try:
-        config = AutoConfig.from_pretrained(source, **kwargs)
-        if config.model_type != cls.config_class.model_type:
-            raise ValueError(f"its config says model_type {config.model_type!r}")
-        return cls.from_pretrained(
-            source, config=config, dtype=dtype, use_safetensors=safetensors, **kwargs
+    def failure(exc: Exception) -> str:
+        return (
+            f"{source.uri!r}: cannot load it as {cls.__name__} ({type(exc).__name__}: {exc}); "
+            "`model` must be a SpeechT5 text-to-speech checkpoint (e.g. microsoft/speecht5_tts) "
+            "and `vocoder` a SpeechT5 HiFi-GAN (e.g. microsoft/speecht5_hifigan)"
         )
-    except pickle.UnpicklingError:  # torch.load(weights_only=True) refused a hostile pickle
-        raise ModelLoadError.refused_pickle(uri) from None
-    except (OSError, ValueError, KeyError, RuntimeError, TypeError) as exc:
+
+    config = processor(AutoConfig, source, failure)
+    if config.model_type != cls.config_class.model_type:
         raise ModelLoadError(
-            f"{uri!r}: cannot load it as {cls.__name__} ({type(exc).__name__}: {exc}); `model` "
-            "must be a SpeechT5 text-to-speech checkpoint (e.g. microsoft/speecht5_tts) and "
-            "`vocoder` a SpeechT5 HiFi-GAN (e.g. microsoft/speecht5_hifigan)"
-        ) from exc
+            failure(ValueError(f"its config says model_type {config.model_type!r}"))
+        )
+    return pretrained(cls, source, failure, config=config, dtype=dtype)
 
 
 def _check_pair(spec: SynthesizeTaskSpec, tts, vocoder) -> None:

@@ -15,7 +15,6 @@ segments) count for nothing; an empty list is an item with no label above thresh
 from __future__ import annotations
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
 
 def label_distribution(table: pa.Table, top: int = 20) -> dict[str, dict]:
@@ -23,6 +22,8 @@ def label_distribution(table: pa.Table, top: int = 20) -> dict[str, dict]:
 
     Each list holds at most `top` labels.
     """
+    import pyarrow.compute as pc
+
     if "task" not in table.column_names:
         return {"": _task_summary(table, top)}
     out = {}
@@ -32,6 +33,8 @@ def label_distribution(table: pa.Table, top: int = 20) -> dict[str, dict]:
 
 
 def _task_summary(rows: pa.Table, top: int) -> dict:
+    import pyarrow.compute as pc
+
     audio_s = float(pc.sum(rows.column("duration_s")).as_py() or 0.0)
     summary: dict = {"items": rows.num_rows, "audio_s": audio_s}
     if "labels" in rows.column_names and rows.column("labels").null_count < rows.num_rows:
@@ -42,6 +45,8 @@ def _task_summary(rows: pa.Table, top: int) -> dict:
 
 
 def _clip_labels(labels: pa.ChunkedArray, top: int) -> list[dict]:
+    import pyarrow.compute as pc
+
     lists = labels.combine_chunks()
     flat = pc.list_flatten(lists)
     if len(flat) == 0:
@@ -71,6 +76,8 @@ def _clip_labels(labels: pa.ChunkedArray, top: int) -> list[dict]:
 
 
 def _segment_labels(segments: pa.ChunkedArray, audio_s: float, top: int) -> list[dict]:
+    import pyarrow.compute as pc
+
     flat = pc.list_flatten(segments.combine_chunks())
     if len(flat) == 0:
         return []

@@ -328,7 +328,7 @@ def _actor_class(stage: StagePlan, progress) -> type:
 
     class _ActorStage:
         def __init__(self):
-            self._stage = stage.factory()
+            self._stage = stage.factory().load()
 
         def __call__(self, batch: pa.Table) -> pa.Table:
             return _timed(self._stage, stage.name, progress, batch)
@@ -344,7 +344,7 @@ def _task_fn(stage: StagePlan, progress) -> Callable[[pa.Table], Iterator[pa.Tab
     def fn(batch: pa.Table) -> Iterator[pa.Table]:
         # Worker processes are reused: build each stage once per process, not per batch.
         instance = _TASK_STAGES.get(stage.name) or _TASK_STAGES.setdefault(
-            stage.name, stage.factory()
+            stage.name, stage.factory().load()
         )
         # A stage may hand its output on in several blocks (decode, by decoded bytes).
         t, cpu = time.perf_counter(), time.thread_time()

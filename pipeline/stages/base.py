@@ -76,6 +76,13 @@ class Stage(ABC):
     def adds(self) -> pa.Schema:
         """The columns this stage adds (their names and types)."""
 
+    def load(self) -> Stage:
+        """Load what the stage needs before its first batch (a model); returns the stage.
+
+        Constructing a stage loads nothing, so a plan can build stages to ask their
+        columns; the runner calls `load` where the stage runs."""
+        return self
+
     def drops(self) -> Sequence[str]:
         """Columns this stage removes once it has used them (e.g. raw bytes)."""
         return ()

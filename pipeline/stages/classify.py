@@ -27,59 +27,42 @@ is retried window by window.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import numpy as np
 import pyarrow as pa
 import torch
 
-from pipeline.columns import AUDIO, SAMPLE_RATE, audio_arrays, task_column
+from pipeline.columns import AUDIO, SAMPLE_RATE, audio_arrays
 from pipeline.errors import ModelLoadError, RowError
 from pipeline.models.classifier import ClassifierBase, load_classifier
-from pipeline.models.device import configure_threads, pick_device
 from pipeline.schemas import LABEL_SCORE, LABELLED_SEGMENT, WINDOW
-from pipeline.spec import ClassifyTaskSpec, StorageOptions
-from pipeline.stages.base import Stage, StageOutput, check_audio
-from pipeline.stages.windows import Window, batch_budget, plan_windows, pool, run_windows
+from pipeline.stages.base import StageOutput
+from pipeline.stages.batching import Batching, Span
+from pipeline.stages.model import ModelStage
+from pipeline.stages.windows import batch_budget, plan_windows, pool
 
 DEFAULT_WINDOW_S = 30.0  # for models without a window of their own
 
 
-def output_schema(task: str) -> pa.Schema:
-    """The columns both classification stages add (typed as the classifications table)."""
-    types = {
-        "labels": pa.list_(LABEL_SCORE),
-        "windows": pa.list_(WINDOW),
-        "segments": pa.list_(LABELLED_SEGMENT),
-        "model": pa.string(),
-    }
-    return pa.schema([pa.field(task_column(task, f), t) for f, t in types.items()])
+# The columns both classification stages add (typed as the classifications table).
+CLASSIFICATION_FIELDS: dict[str, pa.DataType] = {
+    "labels": pa.list_(LABEL_SCORE),
+    "windows": pa.list_(WINDOW),
+    "segments": pa.list_(LABELLED_SEGMENT),
+    "model": pa.string(),
+}
 
 
-def check_row(
-    x: np.ndarray | None, rate: int | None, model: ClassifierBase, what: str
-) -> RowError | None:
-    """A row error when the item is at the wrong rate or too short for the model."""
-    return check_audio(
-        x,
-        rate,
-        expected_rate=model.sampling_rate,
-        min_samples=model.min_samples,
-        model=model.name,
-        too_short=f"it is too short for one {what}",
-    )
-
-
-class ClassifyStage(Stage):
+class ClassifyStage(ModelStage):
     """Top-k clip labels per item, pooled over windows for long items."""
 
-    def __init__(self, spec: ClassifyTaskSpec, storage: StorageOptions) -> None:
-        self.spec = spec
-        self.name = self.task = spec.task_name
-        device = pick_device(spec.device)
-        configure_threads(device, spec.cpu_threads)
-        self.model = load_classifier(spec, storage, device)
-        rate = self.model.sampling_rate
+    FIELDS = CLASSIFICATION_FIELDS
+    too_short = "it is too short for one input"
+
+    def load_model(self, device: str) -> ClassifierBase:
+        return load_classifier(self.spec, self.storage, device)
+
+    def setup(self) -> None:
+        spec, rate = self.spec, self.model.sampling_rate
         self.window = self._window_samples(rate)
         self.overlap = int(round(spec.window_overlap_s * rate))
         if self.overlap >= self.window:
@@ -87,7 +70,7 @@ class ClassifyStage(Stage):
                 f"task {self.name}: window_overlap_s ({spec.window_overlap_s}) must be less than "
                 f"the window ({self.window / rate:.3f} s)"
             )
-        self._budget = batch_budget(spec.batch_seconds, device, rate)
+        self._batching = Batching(budget=batch_budget(spec.batch_seconds, self.device, rate))
         self.sigmoid = spec.activation == "sigmoid" or (
             spec.activation == "auto" and self.model.multi_label
         )
@@ -105,63 +88,46 @@ class ClassifyStage(Stage):
             )
         return window
 
-    def reads(self) -> Sequence[str]:
-        return (AUDIO, SAMPLE_RATE)
-
-    def adds(self) -> pa.Schema:
-        return output_schema(self.name)
-
     def process(self, rows: pa.Table) -> StageOutput:
         audio = audio_arrays(rows.column(AUDIO))[0]
-        rates = rows.column(SAMPLE_RATE).to_pylist()
-        errors = {
-            i: e
-            for i, (x, r) in enumerate(zip(audio, rates, strict=True))
-            if (e := check_row(x, r, self.model, "input")) is not None
-        }
+        errors = self.checked(audio, rows.column(SAMPLE_RATE).to_pylist())
         windows = [
-            Window(i, *b)
+            Span(i, *b)
             for i, x in enumerate(audio)
             if i not in errors
             for b in plan_windows(len(x), self.window, self.overlap)
         ]
         scores = self.window_scores(windows, audio, errors)
-        columns: dict[str, list] = {f.name: [None] * len(audio) for f in self.adds()}
+        columns = self.empty_columns(len(audio))
         per_row: dict[int, list[int]] = {}
         for j, w in enumerate(windows):
             per_row.setdefault(w.row, []).append(j)
-        rate = self.model.sampling_rate
         for i, js in per_row.items():
-            if i in errors:  # one of its windows failed
-                continue
-            columns[task_column(self.name, "labels")][i] = self.top(
-                pool(scores[js], self.spec.pooling)
-            )
-            columns[task_column(self.name, "model")][i] = self.model.name
-            if self.spec.keep_windows:
-                columns[task_column(self.name, "windows")][i] = [
-                    {
-                        "start": windows[j].start / rate,
-                        "end": windows[j].stop / rate,
-                        "labels": self.top(scores[j]),
-                    }
-                    for j in js
-                ]
+            if i not in errors:  # else one of its windows failed
+                self.put(columns, i, self._row_labels([windows[j] for j in js], scores[js]))
         return StageOutput(columns=columns, errors=errors)
 
+    def _row_labels(self, windows: list[Span], scores: np.ndarray) -> dict:
+        rate = self.model.sampling_rate
+        values = {"labels": self.top(pool(scores, self.spec.pooling)), "model": self.model.name}
+        if self.spec.keep_windows:
+            values["windows"] = [
+                {"start": w.start / rate, "end": w.stop / rate, "labels": self.top(row)}
+                for w, row in zip(windows, scores, strict=True)
+            ]
+        return values
+
     def window_scores(
-        self, windows: list[Window], audio: list[np.ndarray], errors: dict[int, RowError]
+        self, windows: list[Span], audio: list[np.ndarray], errors: dict[int, RowError]
     ) -> np.ndarray:
         """[windows, labels] float32 scores (after the activation); NaN rows where one failed."""
-        results = run_windows(
+        results = self.run_batched(
             windows,
-            audio,
-            cost=self.model.cost,
-            budget=self._budget,
-            predict=self._scores,
+            lambda batch: self._scores([audio[w.row][w.start : w.stop] for w in batch]),
+            rows=[w.row for w in windows],
+            sizes=[self.model.cost(w.samples) for w in windows],
+            batching=self._batching,
             errors=errors,
-            model_name=self.model.name,
-            stage_name=self.name,
         )
         out = np.full((len(windows), len(self.model.labels)), np.nan, np.float32)
         done = [j for j, r in enumerate(results) if r is not None]

@@ -27,39 +27,17 @@ whose forward raises is retried item by item, so only the item that raises alone
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Sequence
-from dataclasses import dataclass
-
 import numpy as np
 import pyarrow as pa
 
-from pipeline.columns import AUDIO, SAMPLE_RATE, audio_arrays, task_column
-from pipeline.errors import ErrorCode, RowError
+from pipeline.columns import AUDIO, SAMPLE_RATE, audio_arrays
+from pipeline.models.ctc_load import load_ctc
 from pipeline.models.ctc_model import CtcAdapter, FrameOutput
-from pipeline.models.device import configure_threads, pick_device
-from pipeline.models.loading import load_ctc
-from pipeline.spec import CtcTaskSpec, StorageOptions
-from pipeline.stages.base import Stage, StageOutput, check_audio
-
-log = logging.getLogger(__name__)
+from pipeline.stages.base import StageOutput
+from pipeline.stages.batching import Batching, Span
+from pipeline.stages.model import ModelStage
 
 WORD_TYPE = pa.struct([("word", pa.string()), ("start", pa.float64()), ("end", pa.float64())])
-
-
-@dataclass(frozen=True)
-class Chunk:
-    """One model input: samples [start, stop) of row `row`, with stride samples to drop."""
-
-    row: int
-    start: int
-    stop: int
-    left: int
-    right: int
-
-    @property
-    def samples(self) -> int:
-        return self.stop - self.start
 
 
 def chunk_bounds(
@@ -83,7 +61,7 @@ def chunk_bounds(
     return bounds
 
 
-def kept_frames(chunk: Chunk, samples_per_frame: int) -> slice:
+def kept_frames(chunk: Span, samples_per_frame: int) -> slice:
     """The logit frames of `chunk` that survive stride removal (the pipeline's rounding).
 
     A chunk that is the whole item keeps every frame, as the unchunked pipeline does
@@ -94,21 +72,6 @@ def kept_frames(chunk: Chunk, samples_per_frame: int) -> slice:
     left = int(round(chunk.left / chunk.samples * token_n))
     right = int(round(chunk.right / chunk.samples * token_n))
     return slice(left, token_n - right)
-
-
-def micro_batches(lengths: Sequence[int], budget: int) -> list[list[int]]:
-    """Indices grouped shortest first, each group's padded size (longest x count) <= budget.
-
-    An item longer than the budget gets a group of its own.
-    """
-    batches: list[list[int]] = []
-    current: list[int] = []
-    for i in sorted(range(len(lengths)), key=lambda i: lengths[i]):
-        if current and lengths[i] * (len(current) + 1) > budget:
-            batches.append(current)
-            current = []
-        current.append(i)
-    return batches + ([current] if current else [])
 
 
 def emitted_confidence(ids: np.ndarray, probs: np.ndarray, blank: int) -> float | None:
@@ -134,109 +97,63 @@ def word_times(offsets: list[dict], starts: np.ndarray, ends: np.ndarray) -> lis
     ]
 
 
-class CtcStage(Stage):
+class CtcStage(ModelStage):
     """Greedy CTC transcription with any wav2vec2-style `AutoModelForCTC` checkpoint, or
     M-CTC-T (`pipeline/models/mctct/`: 480 samples per frame, 400-sample minimum)."""
 
-    def __init__(self, spec: CtcTaskSpec, storage: StorageOptions) -> None:
-        self.spec = spec
-        self.name = self.task = spec.task_name
-        device = pick_device(spec.device)
-        configure_threads(device, spec.cpu_threads)
-        self.model: CtcAdapter = load_ctc(spec, storage, device)
-        rate, align = self.model.sampling_rate, self.model.samples_per_frame
+    FIELDS = {
+        "text": pa.string(),
+        "words": pa.list_(WORD_TYPE),
+        "confidence": pa.float64(),
+        "model": pa.string(),
+    }
+
+    def load_model(self, device: str) -> CtcAdapter:
+        return load_ctc(self.spec, self.storage, device)
+
+    def setup(self) -> None:
+        spec, m = self.spec, self.model
+        rate, align = m.sampling_rate, m.samples_per_frame
+        self.too_short = (
+            f"its {m.min_samples}-sample receptive field yields no frames "
+            "(the transformers pipeline raises on it)"
+        )
         stride_s = (
             spec.stride_length_s if spec.stride_length_s is not None else spec.chunk_length_s / 6
         )
         # Chunk and stride sizes are rounded to whole frames, as the pipeline rounds them.
         self._chunk_len = int(round(spec.chunk_length_s * rate / align) * align)
         self._stride = int(round(stride_s * rate / align) * align)
-        seconds = spec.batch_seconds or (320.0 if device.startswith("cuda") else 40.0)
-        self._budget = int(seconds * rate)
-
-    def reads(self) -> Sequence[str]:
-        return (AUDIO, SAMPLE_RATE)
-
-    def adds(self) -> pa.Schema:
-        types = {
-            "text": pa.string(),
-            "words": pa.list_(WORD_TYPE),
-            "confidence": pa.float64(),
-            "model": pa.string(),
-        }
-        return pa.schema([pa.field(task_column(self.name, f), t) for f, t in types.items()])
+        seconds = spec.batch_seconds or (320.0 if self.device.startswith("cuda") else 40.0)
+        self._batching = Batching(budget=int(seconds * rate))
 
     def process(self, rows: pa.Table) -> StageOutput:
         audio = audio_arrays(rows.column(AUDIO))[0]
-        rates = rows.column(SAMPLE_RATE).to_pylist()
-        errors = {i: e for i, e in enumerate(map(self._check, audio, rates)) if e is not None}
+        errors = self.checked(audio, rows.column(SAMPLE_RATE).to_pylist())
         chunks = [c for i, x in enumerate(audio) if i not in errors for c in self._chunks(i, x)]
-        frames = self._predict(chunks, audio, errors)
-        per_row: dict[int, list[tuple[Chunk, FrameOutput]]] = {}
+        frames = self.run_batched(
+            chunks,
+            lambda batch: self.model.predict([audio[c.row][c.start : c.stop] for c in batch]),
+            rows=[c.row for c in chunks],
+            sizes=[c.samples for c in chunks],
+            batching=self._batching,
+            errors=errors,
+        )
+        per_row: dict[int, list[tuple[Span, FrameOutput]]] = {}
         for chunk, out in zip(chunks, frames, strict=True):
             per_row.setdefault(chunk.row, []).append((chunk, out))
-        columns: dict[str, list] = {f.name: [None] * len(audio) for f in self.adds()}
+        columns = self.empty_columns(len(audio))
         for i, pieces in per_row.items():
-            if i in errors:  # one of its chunks failed
-                continue
-            for field, value in self._transcribe(pieces, len(audio[i])).items():
-                columns[task_column(self.name, field)][i] = value
+            if i not in errors:  # else one of its chunks failed
+                self.put(columns, i, self._transcribe(pieces, len(audio[i])))
         return StageOutput(columns=columns, errors=errors)
 
-    def _check(self, x: np.ndarray | None, rate: int | None) -> RowError | None:
-        m = self.model
-        return check_audio(
-            x,
-            rate,
-            expected_rate=m.sampling_rate,
-            min_samples=m.receptive_field,
-            model=m.name,
-            too_short=f"its {m.receptive_field}-sample receptive field yields no frames "
-            "(the transformers pipeline raises on it)",
-        )
-
-    def _chunks(self, row: int, x: np.ndarray) -> list[Chunk]:
+    def _chunks(self, row: int, x: np.ndarray) -> list[Span]:
         return [
-            Chunk(row, *b)
-            for b in chunk_bounds(len(x), self._chunk_len, self._stride, self._stride)
+            Span(row, *b) for b in chunk_bounds(len(x), self._chunk_len, self._stride, self._stride)
         ]
 
-    def _predict(
-        self, chunks: list[Chunk], audio: list[np.ndarray], errors: dict[int, RowError]
-    ) -> list[FrameOutput | None]:
-        frames: list[FrameOutput | None] = [None] * len(chunks)
-        for batch in micro_batches([c.samples for c in chunks], self._budget):
-            inputs = [audio[chunks[j].row][chunks[j].start : chunks[j].stop] for j in batch]
-            try:
-                outputs = self.model.predict(inputs)
-            except Exception as exc:  # the model may raise anything; isolate the item
-                log.warning(
-                    "%s: micro-batch of %d failed (%s); retrying item by item",
-                    self.name,
-                    len(batch),
-                    exc,
-                )
-                outputs = [
-                    self._predict_one(x, chunks[j].row, errors)
-                    for j, x in zip(batch, inputs, strict=True)
-                ]
-            for j, out in zip(batch, outputs, strict=True):
-                frames[j] = out
-        return frames
-
-    def _predict_one(
-        self, x: np.ndarray, row: int, errors: dict[int, RowError]
-    ) -> FrameOutput | None:
-        if row in errors:  # an earlier chunk of this row already failed
-            return None
-        try:
-            return self.model.predict([x])[0]
-        except Exception as exc:
-            message = f"{self.model.name} raised on this item alone: {type(exc).__name__}: {exc}"
-            errors[row] = RowError(ErrorCode.MODEL_FAILED, message[:1000])
-            return None
-
-    def _transcribe(self, pieces: list[tuple[Chunk, FrameOutput]], samples: int) -> dict:
+    def _transcribe(self, pieces: list[tuple[Span, FrameOutput]], samples: int) -> dict:
         m = self.model
         ids, probs, starts = [], [], []
         for chunk, out in pieces:

@@ -25,7 +25,6 @@ How a batch runs:
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -34,44 +33,43 @@ import torch
 from pipeline.columns import AUDIO, SAMPLE_RATE, audio_arrays, task_column
 from pipeline.errors import ModelLoadError, RowError
 from pipeline.models.classifier import WaveformModel, load_frame_classifier
-from pipeline.models.device import configure_threads, pick_device
-from pipeline.spec import FramesTaskSpec, StorageOptions
-from pipeline.stages.base import Stage, StageOutput
-from pipeline.stages.classify import check_row, output_schema
+from pipeline.stages.base import StageOutput
+from pipeline.stages.batching import Batching, Span
+from pipeline.stages.classify import CLASSIFICATION_FIELDS
+from pipeline.stages.model import ModelStage
 from pipeline.stages.segments import SegmentRules, segment
-from pipeline.stages.windows import Window, batch_budget, kept_ranges, plan_windows, run_windows
+from pipeline.stages.windows import batch_budget, kept_ranges, plan_windows
 
 
-class FramesStage(Stage):
+class FramesStage(ModelStage):
     """Labelled segments from per-frame probabilities, long items in stitched windows."""
 
-    def __init__(self, spec: FramesTaskSpec, storage: StorageOptions) -> None:
-        self.spec = spec
-        self.name = self.task = spec.task_name
-        device = pick_device(spec.device)
-        configure_threads(device, spec.cpu_threads)
-        self.model: WaveformModel = load_frame_classifier(spec, storage, device)
-        rate, step = self.model.sampling_rate, self.model.samples_per_frame
+    FIELDS = CLASSIFICATION_FIELDS
+    too_short = "it is too short for one frame"
+
+    def load_model(self, device: str) -> WaveformModel:
+        return load_frame_classifier(self.spec, self.storage, device)
+
+    def setup(self) -> None:
+        spec, m = self.spec, self.model
+        rate, step = m.sampling_rate, m.samples_per_frame
         self.window = max(1, round(spec.window_s * rate / step)) * step
         # At least one frame of overlap: a frame straddling two windows is then inside one.
         self.overlap = max(1, math.ceil(spec.window_overlap_s * rate / step - 1e-9)) * step
-        if self.window <= 2 * self.overlap or self.window < self.model.min_samples:
+        if self.window <= 2 * self.overlap or self.window < m.min_samples:
             raise ModelLoadError(
                 f"task {self.name}: window_s {spec.window_s} is too short for its overlap "
                 f"({self.overlap / rate:.3f} s once rounded up to whole frames) or for one frame"
             )
-        self._budget = batch_budget(spec.batch_seconds, device, rate)
-        self.sigmoid = spec.activation == "sigmoid" or (
-            spec.activation == "auto" and self.model.multi_label
-        )
-        names = self.model.labels
-        unknown = sorted(set(spec.labels or ()) - set(names))
+        self._batching = Batching(budget=batch_budget(spec.batch_seconds, self.device, rate))
+        self.sigmoid = spec.activation == "sigmoid" or (spec.activation == "auto" and m.multi_label)
+        unknown = sorted(set(spec.labels or ()) - set(m.labels))
         if unknown:
             raise ModelLoadError(
-                f"task {self.name}: labels {unknown} are not labels of {self.model.name} "
-                f"(it has: {', '.join(names)})"
+                f"task {self.name}: labels {unknown} are not labels of {m.name} "
+                f"(it has: {', '.join(m.labels)})"
             )
-        self.label_ids = [names.index(lb) for lb in spec.labels] if spec.labels else None
+        self.label_ids = [m.labels.index(lb) for lb in spec.labels] if spec.labels else None
         self.rules = SegmentRules(
             threshold=spec.threshold,
             smoothing_frames=spec.smoothing_frames,
@@ -79,22 +77,11 @@ class FramesStage(Stage):
             merge_gap_s=spec.merge_gap_s,
         )
 
-    def reads(self) -> Sequence[str]:
-        return (AUDIO, SAMPLE_RATE)
-
-    def adds(self) -> pa.Schema:
-        return output_schema(self.name)
-
     def process(self, rows: pa.Table) -> StageOutput:
         audio = audio_arrays(rows.column(AUDIO))[0]
-        rates = rows.column(SAMPLE_RATE).to_pylist()
-        errors = {
-            i: e
-            for i, (x, r) in enumerate(zip(audio, rates, strict=True))
-            if (e := check_row(x, r, self.model, "frame")) is not None
-        }
+        errors = self.checked(audio, rows.column(SAMPLE_RATE).to_pylist())
         probs = self.probabilities(audio, errors)
-        columns: dict[str, list] = {f.name: [None] * len(audio) for f in self.adds()}
+        columns = self.empty_columns(len(audio))
         names = self.model.labels
         if self.label_ids is not None:
             names = [names[k] for k in self.label_ids]
@@ -122,23 +109,21 @@ class FramesStage(Stage):
         errors = {} if errors is None else errors
         step = self.model.samples_per_frame
         windows = [
-            Window(i, *b)
+            Span(i, *b)
             for i, x in enumerate(audio)
             if i not in errors and x is not None
             for b in plan_windows(len(x), self.window, self.overlap, align=step)
         ]
-        results = run_windows(
+        results = self.run_batched(
             windows,
-            audio,
-            cost=lambda n: n,
-            budget=self._budget,
-            predict=self._window_probs,
+            lambda batch: self._window_probs([audio[w.row][w.start : w.stop] for w in batch]),
+            rows=[w.row for w in windows],
+            sizes=[w.samples for w in windows],
+            batching=self._batching,
             errors=errors,
-            model_name=self.model.name,
-            stage_name=self.name,
         )
         done = [j for j, r in enumerate(results) if r is not None and windows[j].row not in errors]
-        per_row: dict[int, list[tuple[Window, np.ndarray]]] = {}
+        per_row: dict[int, list[tuple[Span, np.ndarray]]] = {}
         for j, p in zip(done, _to_host([results[j] for j in done]), strict=True):
             per_row.setdefault(windows[j].row, []).append((windows[j], p))
         return {i: self._stitch(pieces) for i, pieces in per_row.items()}
@@ -148,7 +133,7 @@ class FramesStage(Stage):
         probs = logits.sigmoid() if self.sigmoid else logits.softmax(dim=-1)
         return [probs[k, : self.model.frames(len(a))] for k, a in enumerate(audio)]
 
-    def _stitch(self, pieces: list[tuple[Window, np.ndarray]]) -> np.ndarray:
+    def _stitch(self, pieces: list[tuple[Span, np.ndarray]]) -> np.ndarray:
         step = self.model.samples_per_frame
         spans = [(w.start // step, w.start // step + len(p)) for w, p in pieces]
         kept = kept_ranges(spans)

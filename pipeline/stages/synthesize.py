@@ -27,7 +27,6 @@ its row (MODEL_FAILED).
 from __future__ import annotations
 
 import hashlib
-import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -47,13 +46,12 @@ from pipeline.columns import (
 )
 from pipeline.errors import ErrorCode, InputError, ModelLoadError, RowError
 from pipeline.metrics.signal import measure, speaking_rate
-from pipeline.models.device import configure_threads, pick_device
 from pipeline.models.speecht5 import SpeechT5Synthesizer, Synth, load_speecht5
 from pipeline.spec import StorageOptions, SynthesizeTaskSpec
-from pipeline.stages.base import Stage, StageOutput
+from pipeline.stages.base import StageOutput
+from pipeline.stages.batching import Batching
+from pipeline.stages.model import ModelStage
 from pipeline.text.speech import normalize_for_speech, split_sentences
-
-log = logging.getLogger(__name__)
 
 _TASK_FIELDS = {
     "normalized_text": pa.string(),
@@ -86,8 +84,10 @@ def piece_seed(seed: int, text_id: str, index: int) -> int:
     return int.from_bytes(digest[:8], "big")
 
 
-class SynthesizeStage(Stage):
+class SynthesizeStage(ModelStage):
     """Text to speech with a SpeechT5 checkpoint and its HiFi-GAN vocoder."""
+
+    FIELDS = _TASK_FIELDS
 
     def __init__(
         self,
@@ -96,26 +96,33 @@ class SynthesizeStage(Stage):
         default_speaker: np.ndarray | None = None,
     ) -> None:
         """`default_speaker` (512 floats) overrides what `spec` names for rows without one."""
-        self.spec = spec
+        super().__init__(spec, storage)
         # Row-level errors (task None): the job's ASR tasks transcribe this stage's audio,
         # so an item it fails on is lost to every task, as a decode failure would be.
-        self.name = spec.task_name
-        device = pick_device(spec.device)
-        configure_threads(device, spec.cpu_threads)
-        self.model: SpeechT5Synthesizer = load_speecht5(spec, storage, device)
+        self.task = None
+        self._given_speaker = default_speaker
+
+    def load_model(self, device: str) -> SpeechT5Synthesizer:
+        return load_speecht5(self.spec, self.storage, device)
+
+    def setup(self) -> None:
         dim = self.model.speaker_dim
-        self.speakers, self.default_speaker = load_speaker_set(spec, storage, dim)
-        if default_speaker is not None:
-            self.default_speaker = _checked_speaker(np.asarray(default_speaker), dim)
+        self.speakers, self.default_speaker = load_speaker_set(self.spec, self.storage, dim)
+        if self._given_speaker is not None:
+            self.default_speaker = _checked_speaker(np.asarray(self._given_speaker), dim)
             if self.default_speaker is None:
                 raise ModelLoadError(f"the default speaker embedding must be {dim} finite floats")
+        self._batching = Batching(
+            max_items=self.spec.batch_pieces,
+            what="piece",
+            describe=lambda piece: f"sentence piece {piece.index}",
+        )
 
     def reads(self) -> Sequence[str]:
         return (TEXT_ID, TEXT, SPEAKER, SPEAKER_EMBEDDING)
 
     def adds(self) -> pa.Schema:
-        task = [pa.field(task_column(self.name, f), t) for f, t in _TASK_FIELDS.items()]
-        return pa.schema([*AUDIO_FIELDS, *task])
+        return pa.schema([*AUDIO_FIELDS, *super().adds()])
 
     def process(self, rows: pa.Table) -> StageOutput:
         n = rows.num_rows
@@ -135,7 +142,7 @@ class SynthesizeStage(Stage):
             normalized[i], embeddings[i], parts = prepared
             pieces += [Piece(i, k, p, piece_seed(self.spec.seed, ids[i], k)) for k, p in parts]
         synths = self._synthesize(pieces, embeddings, errors)
-        columns: dict[str, list] = {f.name: [None] * n for f in self.adds()}
+        columns = self.empty_columns(n)
         per_row: dict[int, list[Synth]] = {}
         for piece, synth in zip(pieces, synths, strict=True):
             per_row.setdefault(piece.row, []).append(synth)  # pieces are in text order
@@ -195,43 +202,14 @@ class SynthesizeStage(Stage):
         self, pieces: list[Piece], embeddings: dict[int, np.ndarray], errors: dict[int, RowError]
     ) -> list[Synth | None]:
         """Every piece through the model in length-sorted micro-batches, in input order."""
-        out: list[Synth | None] = [None] * len(pieces)
-        order = sorted(range(len(pieces)), key=lambda j: len(pieces[j].text))
-        size = self.spec.batch_pieces
-        for start in range(0, len(order), size):
-            group = [pieces[j] for j in order[start : start + size]]
-            try:
-                synths = self._run(group, embeddings)
-            except Exception as exc:  # the model may raise anything; isolate the piece
-                log.warning(
-                    "%s: micro-batch of %d pieces failed (%s); retrying one by one",
-                    self.name,
-                    len(group),
-                    exc,
-                )
-                synths = [self._run_one(p, embeddings, errors) for p in group]
-            for j, synth in zip(order[start : start + size], synths, strict=True):
-                out[j] = synth
-        return out
-
-    def _run(self, group: list[Piece], embeddings: dict[int, np.ndarray]) -> list[Synth]:
-        speakers = np.stack([embeddings[p.row] for p in group])
-        return self.model.synthesize([p.text for p in group], speakers, [p.seed for p in group])
-
-    def _run_one(
-        self, piece: Piece, embeddings: dict[int, np.ndarray], errors: dict[int, RowError]
-    ) -> Synth | None:
-        if piece.row in errors:  # another piece of this row already failed
-            return None
-        try:
-            return self._run([piece], embeddings)[0]
-        except Exception as exc:
-            message = (
-                f"{self.model.name} raised on sentence piece {piece.index} alone: "
-                f"{type(exc).__name__}: {exc}"
-            )
-            errors[piece.row] = RowError(ErrorCode.MODEL_FAILED, message[:1000])
-            return None
+        return self.run_batched(
+            pieces,
+            lambda group: self.model.predict([(p.text, embeddings[p.row], p.seed) for p in group]),
+            rows=[p.row for p in pieces],
+            sizes=[self.model.cost(len(p.text)) for p in pieces],
+            batching=self._batching,
+            errors=errors,
+        )
 
     def _row_columns(self, parts: list[Synth], normalized: str) -> dict:
         rate = self.model.sampling_rate

@@ -29,20 +29,15 @@ fallback) draws its noise from the item's own samples and the spec's seed.
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Sequence
-
 import numpy as np
 import pyarrow as pa
 
-from pipeline.columns import AUDIO, SAMPLE_RATE, audio_arrays, task_column
+from pipeline.columns import AUDIO, SAMPLE_RATE, audio_arrays
 from pipeline.errors import ErrorCode, RowError
-from pipeline.models.device import configure_threads, pick_device
 from pipeline.schemas import SEGMENT, WORD
-from pipeline.spec import StorageOptions, WhisperTaskSpec
-from pipeline.stages.base import Stage, StageOutput, check_audio
-
-log = logging.getLogger(__name__)
+from pipeline.stages.base import StageOutput
+from pipeline.stages.batching import Batching
+from pipeline.stages.model import ModelStage
 
 FIELDS: dict[str, pa.DataType] = {
     "text": pa.string(),
@@ -59,39 +54,33 @@ FIELDS: dict[str, pa.DataType] = {
 }
 
 
-class WhisperStage(Stage):
+class WhisperStage(ModelStage):
     """Batched Whisper transcription: short-form, long-form, timestamps, flags."""
 
-    def __init__(self, spec: WhisperTaskSpec, storage: StorageOptions) -> None:
-        from pipeline.models.whisper.decode import DecodeOptions
-        from pipeline.models.whisper.features import LogMel
+    FIELDS = FIELDS
+    too_short = "less than one analysis window, nothing to transcribe"
+
+    def load_model(self, device: str):
         from pipeline.models.whisper.load import load_whisper
 
-        self.spec = spec
-        self.name = self.task = spec.task_name
-        device = pick_device(spec.device)
-        configure_threads(device, spec.cpu_threads)
-        self.model = load_whisper(spec, storage, device)
-        self.options = DecodeOptions.from_spec(spec, self.model)
-        self.features = LogMel(self.model.extractor, device)
-        self._min_samples = int(self.model.extractor.n_fft)
+        return load_whisper(self.spec, self.storage, device)
+
+    def setup(self) -> None:
+        from pipeline.models.whisper.decode import DecodeOptions
+        from pipeline.models.whisper.features import LogMel
+
+        self.options = DecodeOptions.from_spec(self.spec, self.model)
+        self.features = LogMel(self.model.extractor, self.device)
         # Small on CPU: a micro-batch decodes until its longest transcript ends, and every
         # row costs until then (measured: 16 items 1.7x faster than 64 with greedy, 3.5x
         # with 5 beams, benchmarks/RESULTS.md). Large on a GPU: decoding is launch-bound.
-        self.micro_batch = spec.micro_batch or (64 if device.startswith("cuda") else 16)
-
-    def reads(self) -> Sequence[str]:
-        return (AUDIO, SAMPLE_RATE)
-
-    def adds(self) -> pa.Schema:
-        return pa.schema([pa.field(task_column(self.name, f), t) for f, t in FIELDS.items()])
+        self.micro_batch = self.spec.micro_batch or (64 if self.device.startswith("cuda") else 16)
 
     def process(self, rows: pa.Table) -> StageOutput:
         from pipeline.models.whisper.processors import item_key
 
         audio, values, offsets = audio_arrays(rows.column(AUDIO))
-        rates = rows.column(SAMPLE_RATE).to_pylist()
-        errors = {i: e for i, e in enumerate(map(self._check, audio, rates)) if e is not None}
+        errors = self.checked(audio, rows.column(SAMPLE_RATE).to_pylist())
         ok = [i for i in range(len(audio)) if i not in errors]
         # Sampling keys hash every sample: only worth it when a temperature samples.
         sampling = any(t > 0 for t in self.options.temperatures)
@@ -105,10 +94,9 @@ class WhisperStage(Stage):
         results: dict[int, dict] = {}
         self._short_form(plain, samples, keys, results, errors)
         self._timestamped(timed, samples, keys, long, results, errors)
-        columns: dict[str, list] = {task_column(self.name, f): [None] * len(audio) for f in FIELDS}
+        columns = self.empty_columns(len(audio))
         for i, values in results.items():
-            for field, value in values.items():
-                columns[task_column(self.name, field)][i] = value
+            self.put(columns, i, values)
         return StageOutput(columns=columns, errors=errors)
 
     def _on_device(
@@ -124,17 +112,6 @@ class WhisperStage(Stage):
             for i, a in enumerate(audio)
         ]
 
-    def _check(self, x: np.ndarray | None, rate: int | None) -> RowError | None:
-        m = self.model
-        return check_audio(
-            x,
-            rate,
-            expected_rate=m.sampling_rate,
-            min_samples=self._min_samples,
-            model=m.name,
-            too_short="less than one analysis window, nothing to transcribe",
-        )
-
     def _short_form(
         self,
         rows: list[int],
@@ -143,34 +120,26 @@ class WhisperStage(Stage):
         results: dict[int, dict],
         errors: dict[int, RowError],
     ) -> None:
-        order = sorted(rows, key=lambda i: len(audio[i]))
-        size = self.micro_batch
-        for start in range(0, len(order), size):
-            group = order[start : start + size]
-            try:
-                results.update(self._decode_short(group, audio, keys))
-            except Exception as exc:  # the model may raise anything; isolate the item
-                log.warning(
-                    "%s: micro-batch of %d failed (%s); retrying item by item",
-                    self.name,
-                    len(group),
-                    exc,
-                )
-                for i in group:
-                    try:
-                        results.update(self._decode_short([i], audio, keys))
-                    except Exception as exc_one:
-                        errors[i] = self._failure(exc_one)
+        """Items sorted by length, `micro_batch` at a time."""
+        decoded = self.run_batched(
+            rows,
+            lambda group: self._decode_short(group, audio, keys),
+            rows=rows,
+            sizes=[len(audio[i]) for i in rows],
+            batching=Batching(max_items=self.micro_batch),
+            errors=errors,
+        )
+        results.update((i, d) for i, d in zip(rows, decoded, strict=True) if d is not None)
 
-    def _decode_short(self, group: list[int], audio: list, keys: dict[int, int]) -> dict[int, dict]:
+    def _decode_short(self, group: list[int], audio: list, keys: dict[int, int]) -> list[dict]:
         from pipeline.models.whisper.decode import short_form
         from pipeline.models.whisper.result import item_columns
 
         features = self.features.windows([audio[i] for i in group])
         first, windows = short_form(self.model, self.options, features, [keys[i] for i in group])
         rate = self.model.sampling_rate
-        return {
-            i: item_columns(
+        return [
+            item_columns(
                 self.model,
                 self.options,
                 windows=[w],
@@ -183,7 +152,7 @@ class WhisperStage(Stage):
             for i, w, lang, prob in zip(
                 group, windows, first.languages, first.language_probs, strict=True
             )
-        }
+        ]
 
     def _timestamped(
         self,

@@ -1,26 +1,18 @@
-"""Cutting long items into overlapping windows, and running windows in micro-batches.
+"""Cutting long items into overlapping windows, stitching and pooling their outputs.
 
-Shared by the classification stages. Pure Python over NumPy except `run_windows`, which
-calls the model function it is given.
+Shared by the classification stages; pure Python over NumPy. The windows run in
+micro-batches through `ModelStage.run_batched` (`stages/batching.py`).
 """
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Sequence
 
 import numpy as np
 
-from pipeline.errors import ErrorCode, RowError
-from pipeline.stages.ctc import micro_batches
-
-log = logging.getLogger(__name__)
-
 # Default micro-batch budgets (padded audio seconds). On CPU, tiny wav2vec2 classifiers ran
 # ~2x faster at 40 s than at 320 s (large batches fall out of cache; benchmarks/RESULTS.md);
-# on a GPU, 128 AST windows is the batch of the raw-model ceiling in FACTS.md.
+# on a GPU, 128 AST windows is the batch of the raw-model ceiling in docs/FACTS.md.
 CPU_BATCH_S = 40.0
 GPU_BATCH_S = 1312.0
 
@@ -30,19 +22,6 @@ def batch_budget(seconds: float | None, device: str, rate: int) -> int:
     if seconds is None:
         seconds = GPU_BATCH_S if device.startswith("cuda") else CPU_BATCH_S
     return int(seconds * rate)
-
-
-@dataclass(frozen=True)
-class Window:
-    """Samples [start, stop) of row `row` of the batch."""
-
-    row: int
-    start: int
-    stop: int
-
-    @property
-    def samples(self) -> int:
-        return self.stop - self.start
 
 
 def plan_windows(samples: int, window: int, overlap: int, align: int = 1) -> list[tuple[int, int]]:
@@ -89,52 +68,3 @@ def pool(scores: np.ndarray, how: str) -> np.ndarray:
     if how == "max":
         return scores.max(axis=0)
     raise ValueError(f"unknown pooling {how!r}; expected mean or max")
-
-
-def run_windows(
-    windows: Sequence[Window],
-    audio: Sequence[np.ndarray],
-    *,
-    cost: Callable[[int], int],
-    budget: int,
-    predict: Callable[[list[np.ndarray]], Sequence[Any]],
-    errors: dict[int, RowError],
-    model_name: str,
-    stage_name: str,
-) -> list[Any | None]:
-    """`predict` over windows in micro-batches (sorted by padded cost, within `budget`).
-
-    A micro-batch that raises is retried window by window, so only the row whose window
-    raises alone fails: it gets a MODEL_FAILED error in `errors` and None results.
-    `predict` may return device tensors; nothing here waits for them.
-    """
-    results: list[Any | None] = [None] * len(windows)
-    for batch in micro_batches([cost(w.samples) for w in windows], budget):
-        inputs = [audio[windows[j].row][windows[j].start : windows[j].stop] for j in batch]
-        try:
-            outputs = list(predict(inputs))
-        except Exception as exc:  # the model may raise anything; isolate the window
-            log.warning(
-                "%s: micro-batch of %d failed (%s); retrying window by window",
-                stage_name,
-                len(batch),
-                exc,
-            )
-            outputs = [
-                _predict_one(predict, x, windows[j].row, errors, model_name)
-                for j, x in zip(batch, inputs, strict=True)
-            ]
-        for j, out in zip(batch, outputs, strict=True):
-            results[j] = out
-    return results
-
-
-def _predict_one(predict, x: np.ndarray, row: int, errors: dict[int, RowError], model_name: str):
-    if row in errors:  # another window of this row already failed
-        return None
-    try:
-        return predict([x])[0]
-    except Exception as exc:
-        message = f"{model_name} raised on this item alone: {type(exc).__name__}: {exc}"
-        errors[row] = RowError(ErrorCode.MODEL_FAILED, message[:1000])
-        return None

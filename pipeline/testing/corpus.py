@@ -76,7 +76,7 @@ class BrokenSample:
 
 
 def broken_samples(rate: int = 16000, seed: int = 0) -> list[BrokenSample]:
-    """One item per silent hazard decoding must catch (FACTS.md, "Audio decoding")."""
+    """One item per silent hazard decoding must catch (docs/FACTS.md, "Audio decoding")."""
     rng = np.random.default_rng(seed)
     x = speechlike("broken sample", rate, seed)
     wav, flac = encode(x, rate, "wav"), encode(x, rate, "flac")

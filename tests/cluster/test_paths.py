@@ -4,7 +4,7 @@ import pytest
 
 from pipeline.cluster.paths import local_paths, refuse_local_paths
 from pipeline.errors import SpecError
-from pipeline.models.loading import is_hub_id
+from pipeline.models.hub import is_hub_id
 from pipeline.spec import parse_spec
 
 

@@ -93,6 +93,7 @@ def test_other_classifiers_run_item_by_item_like_the_pipeline(tmp_path):
     assert np.abs(ours[0] - ours[1]).max() > 1e-3  # the inputs were told apart
 
 
+@pytest.mark.integration
 def test_a_model_on_object_storage_loads_like_a_folder(dirs, s3_bucket, tmp_path, monkeypatch):
     import s3fs
 

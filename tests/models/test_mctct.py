@@ -33,7 +33,7 @@ import torch
 
 from pipeline.columns import AUDIO, ERROR_CODE, ERROR_MESSAGE, ERROR_STAGE, SAMPLE_RATE
 from pipeline.errors import ModelLoadError
-from pipeline.models.loading import load_ctc
+from pipeline.models.ctc_load import load_ctc
 from pipeline.models.mctct import MctctCtcModel
 from pipeline.models.mctct.features import MfscFeatures
 from pipeline.spec import CtcTaskSpec, StorageOptions
@@ -342,7 +342,7 @@ def test_the_positional_term_matters(ref, model):
 
 
 def make_stage(path: str, **spec) -> CtcStage:
-    return CtcStage(CtcTaskSpec(model=path, **spec), NO_STORAGE)
+    return CtcStage(CtcTaskSpec(model=path, **spec), NO_STORAGE).load()
 
 
 def test_stage_transcripts_equal_the_reference_pipeline(ref):
@@ -483,16 +483,17 @@ def test_unsupported_or_broken_checkpoints_are_model_load_errors(ref, tmp_path):
             load_ctc(spec, NO_STORAGE, "cpu")
 
 
+@pytest.mark.integration
 def test_object_storage_prefix_loads(ref, s3_bucket, tmp_path, monkeypatch):
     import s3fs
 
-    from pipeline.models import loading
+    from pipeline.models import hub
 
     endpoint, bucket = s3_bucket
     fs = s3fs.S3FileSystem(client_kwargs={"endpoint_url": endpoint}, skip_instance_cache=True)
     for path in Path(ref.folder).iterdir():
         fs.put_file(str(path), f"{bucket}/mctct/{path.name}")
-    monkeypatch.setattr(loading, "DEFAULT_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(hub, "DEFAULT_CACHE", str(tmp_path / "cache"))
     uri = f"s3://{bucket}/mctct"
     loaded = load_ctc(CtcTaskSpec(model=uri), StorageOptions(endpoint_url=endpoint), "cpu")
     assert isinstance(loaded, MctctCtcModel) and loaded.name == uri

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from pipeline.errors import ModelLoadError
-from pipeline.models import loading
+from pipeline.models import hub
 from pipeline.models.whisper.decode import DecodeOptions
 from pipeline.models.whisper.load import load_whisper
 from pipeline.spec import StorageOptions, WhisperTaskSpec
@@ -59,6 +59,7 @@ def test_load_from_a_folder_reads_the_special_tokens(tiny_dir):
     assert wm.alignment_heads == [(1, 0), (1, 2), (0, 1)]
 
 
+@pytest.mark.integration
 def test_load_from_object_storage(s3_bucket, tiny_dir, tmp_path, monkeypatch):
     import s3fs
 
@@ -67,7 +68,7 @@ def test_load_from_object_storage(s3_bucket, tiny_dir, tmp_path, monkeypatch):
     for path in Path(tiny_dir).rglob("*"):
         if path.is_file():
             fs.put_file(str(path), f"{bucket}/whisper/{path.relative_to(tiny_dir)}")
-    monkeypatch.setattr(loading, "DEFAULT_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(hub, "DEFAULT_CACHE", str(tmp_path / "cache"))
     uri = f"s3://{bucket}/whisper"
     wm = load_whisper(WhisperTaskSpec(model=uri), StorageOptions(endpoint_url=endpoint), "cpu")
     assert wm.name == uri and wm.tokens.languages["en"] > wm.tokens.sot

@@ -72,7 +72,7 @@ def _reference(path: str):
 
 
 def make_stage(path: str, **spec) -> ClassifyStage:
-    return ClassifyStage(ClassifyTaskSpec(model=path, **spec), StorageOptions())
+    return ClassifyStage(ClassifyTaskSpec(model=path, **spec), StorageOptions()).load()
 
 
 def signal(seconds: float, seed: int) -> np.ndarray:

@@ -15,7 +15,8 @@ from transformers.pipelines.automatic_speech_recognition import chunk_iter
 
 from pipeline.columns import AUDIO, ERROR_CODE, ERROR_MESSAGE, ERROR_STAGE, SAMPLE_RATE
 from pipeline.spec import CtcTaskSpec, StorageOptions
-from pipeline.stages.ctc import CtcStage, chunk_bounds, emitted_confidence, micro_batches
+from pipeline.stages.batching import micro_batches
+from pipeline.stages.ctc import CtcStage, chunk_bounds, emitted_confidence
 from pipeline.testing.tiny_ctc import build_tiny_ctc
 
 RATE = 16_000
@@ -46,7 +47,7 @@ def references(model_dirs):
 
 
 def make_stage(path: str, **spec) -> CtcStage:
-    return CtcStage(CtcTaskSpec(model=path, **spec), StorageOptions())
+    return CtcStage(CtcTaskSpec(model=path, **spec), StorageOptions()).load()
 
 
 def signal(seconds: float, seed: int) -> np.ndarray:

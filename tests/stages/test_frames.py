@@ -37,7 +37,7 @@ def model_dirs(tmp_path_factory) -> dict[str, str]:
 
 
 def make_stage(path: str, **spec) -> FramesStage:
-    return FramesStage(FramesTaskSpec(model=path, **spec), StorageOptions())
+    return FramesStage(FramesTaskSpec(model=path, **spec), StorageOptions()).load()
 
 
 def alone(path: str, audio: np.ndarray) -> np.ndarray:

@@ -57,7 +57,7 @@ def make_stage(model_dirs, **spec) -> SynthesizeStage:
     options = {"maxlenratio": 2.0, "max_chars": 30, "cpu_threads": 1, **spec}
     return SynthesizeStage(
         SynthesizeTaskSpec(model=tts, vocoder=vocoder, **options), StorageOptions()
-    )
+    ).load()
 
 
 @pytest.fixture(scope="module")

@@ -69,7 +69,7 @@ def long_items() -> list[np.ndarray]:
 
 
 def make_stage(path: str, **spec) -> WhisperStage:
-    return WhisperStage(WhisperTaskSpec(model=path, cpu_threads=1, **spec), StorageOptions())
+    return WhisperStage(WhisperTaskSpec(model=path, cpu_threads=1, **spec), StorageOptions()).load()
 
 
 def batch(
@@ -261,7 +261,7 @@ def test_word_timestamps_exist_and_attention_is_restored(model_dir, long_items, 
 
 
 def test_generate_with_token_timestamps_leaves_eager_attention(model_dir, short_items):
-    """Why the stage does not use `return_token_timestamps` (FACTS.md): it sticks."""
+    """Why the stage does not use `return_token_timestamps` (docs/FACTS.md): it sticks."""
     model = WhisperForConditionalGeneration.from_pretrained(model_dir).eval()
     processor = WhisperProcessor.from_pretrained(model_dir)
     features = processor(short_items[0], sampling_rate=RATE, return_tensors="pt")

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from pipeline.errors import ModelLoadError
-from pipeline.models.ctc_model import FrameOutput, greedy_frames
+from pipeline.models.ctc_model import FrameOutput, SampleCost, greedy_frames
 from pipeline.models.device import autocast
 from pipeline.models.mctct.checkpoint import hub_folder, load_network
 from pipeline.models.mctct.config import read_feature_config
@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 
 
 @dataclass
-class MctctCtcModel:
+class MctctCtcModel(SampleCost):
     """A loaded M-CTC-T checkpoint: predicts per-frame ids/probs for a micro-batch."""
 
     name: str  # the model URI as given in the spec (recorded in the output)

@@ -1,7 +1,7 @@
 """Loading a Whisper checkpoint, and the adapter the decoding code calls.
 
 `load_whisper` resolves the spec's model (hub id, local folder or object-storage prefix,
-through `pipeline.models.loading.resolve_model`), loads `WhisperForConditionalGeneration`
+through `pipeline.models.hub`), loads `WhisperForConditionalGeneration`
 with SDPA attention in the spec's dtype, its feature extractor and tokenizer, and reads
 the special-token layout from the generation config, refusing checkpoints whose
 generation config is too old to say it (no `no_timestamps_token_id`).
@@ -10,14 +10,12 @@ generation config is too old to say it (no `no_timestamps_token_id`).
 from __future__ import annotations
 
 import logging
-import pickle
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pipeline.errors import ModelLoadError
 from pipeline.models.device import pick_dtype
-from pipeline.models.loading import resolve_model
+from pipeline.models.hub import Source, pretrained, processor, resolve
 from pipeline.spec import StorageOptions, WhisperTaskSpec
 
 if TYPE_CHECKING:
@@ -72,6 +70,14 @@ class WhisperModel:
         return int(self.extractor.sampling_rate)
 
     @property
+    def min_samples(self) -> int:
+        """Fewer samples than one analysis window (n_fft) give no log-mel frame."""
+        return int(self.extractor.n_fft)
+
+    def cost(self, samples: int) -> int:
+        return samples
+
+    @property
     def hop_length(self) -> int:
         return int(self.extractor.hop_length)
 
@@ -98,14 +104,15 @@ class WhisperModel:
 
 def load_whisper(spec: WhisperTaskSpec, storage: StorageOptions, device: str) -> WhisperModel:
     """Resolve and load `spec.model` as a `WhisperModel` on `device`."""
-    source = resolve_model(spec.model, revision=spec.revision, storage=storage)
-    local = Path(source).is_dir()
+    source = resolve(
+        spec.model,
+        revision=spec.revision,
+        storage=storage,
+        trust_remote_code=spec.trust_remote_code,
+    )
     dtype = pick_dtype(spec.dtype, device)
-    kwargs: dict = {"trust_remote_code": spec.trust_remote_code}
-    if spec.revision and not local:  # a revision means nothing to a local folder
-        kwargs["revision"] = spec.revision
-    model = _load_model(spec.model, source, dtype, local, kwargs).to(device).eval()
-    extractor, tokenizer = _load_processor(spec.model, source, kwargs)
+    model = _load_model(source, dtype).to(device).eval()
+    extractor, tokenizer = _load_processor(source)
     gen = model.generation_config
     tokens = _special_tokens(spec.model, gen, tokenizer)
     multilingual = bool(getattr(gen, "is_multilingual", bool(tokens.languages)))
@@ -127,47 +134,46 @@ def load_whisper(spec: WhisperTaskSpec, storage: StorageOptions, device: str) ->
     return loaded
 
 
-def _load_model(name: str, source: str, dtype: torch.dtype, local: bool, kwargs: dict):
+def _load_model(source: Source, dtype: torch.dtype):
     from transformers import AutoConfig, WhisperForConditionalGeneration
 
-    try:
-        model_type = AutoConfig.from_pretrained(source, **kwargs).model_type
-    except (OSError, ValueError, KeyError) as exc:
+    name = source.uri
+    config = processor(
+        AutoConfig,
+        source,
+        lambda exc: f"model {name!r}: cannot read its config ({type(exc).__name__}: {exc})",
+    )
+    if config.model_type != "whisper":
         raise ModelLoadError(
-            f"model {name!r}: cannot read its config ({type(exc).__name__}: {exc})"
-        ) from exc
-    if model_type != "whisper":
-        raise ModelLoadError(
-            f"model {name!r} is a {model_type!r} checkpoint; the whisper task needs a "
+            f"model {name!r} is a {config.model_type!r} checkpoint; the whisper task needs a "
             "WhisperForConditionalGeneration checkpoint (whisper, distil-whisper, large-v3-turbo)"
         )
-    # Prefer safetensors (no pickle) where the folder has them.
-    safetensors = any(Path(source).glob("*.safetensors")) if local else None
-    try:
-        return WhisperForConditionalGeneration.from_pretrained(
-            source, dtype=dtype, attn_implementation="sdpa", use_safetensors=safetensors, **kwargs
-        )
-    except pickle.UnpicklingError:  # torch.load(weights_only=True) refused a hostile pickle
-        raise ModelLoadError.refused_pickle(name) from None
-    except (OSError, ValueError, KeyError, RuntimeError) as exc:
-        raise ModelLoadError(
+    return pretrained(
+        WhisperForConditionalGeneration,
+        source,
+        lambda exc: (
             f"model {name!r}: cannot load it as WhisperForConditionalGeneration "
             f"({type(exc).__name__}: {exc})"
-        ) from exc
+        ),
+        dtype=dtype,
+        attn_implementation="sdpa",
+    )
 
 
-def _load_processor(name: str, source: str, kwargs: dict):
+def _load_processor(source: Source):
     from transformers import AutoFeatureExtractor, AutoTokenizer
 
-    try:
-        extractor = AutoFeatureExtractor.from_pretrained(source, **kwargs)
-        tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise ModelLoadError(
+    name = source.uri
+
+    def failure(exc: Exception) -> str:
+        return (
             f"model {name!r}: cannot load its feature extractor and tokenizer "
             f"({type(exc).__name__}: {exc}); the folder needs preprocessor_config.json and the "
             "tokenizer files, as WhisperProcessor.save_pretrained writes them"
-        ) from exc
+        )
+
+    extractor = processor(AutoFeatureExtractor, source, failure)
+    tokenizer = processor(AutoTokenizer, source, failure)
     if not hasattr(extractor, "mel_filters"):
         raise ModelLoadError(
             f"model {name!r}: its feature extractor ({type(extractor).__name__}) is not a "

@@ -10,9 +10,10 @@ import pytest
 import torch
 
 from pipeline.errors import ModelLoadError
-from pipeline.models import loading
+from pipeline.models import hub
+from pipeline.models.ctc_load import load_ctc
 from pipeline.models.device import uses_autocast
-from pipeline.models.loading import load_ctc, resolve_model
+from pipeline.models.hub import resolve_model
 from pipeline.spec import CtcTaskSpec, StorageOptions
 from pipeline.testing.tiny_ctc import build_tiny_ctc
 
@@ -57,6 +58,7 @@ def test_missing_folder_is_a_clear_error(tmp_path):
         resolve_model(str(tmp_path), revision=None, storage=NO_STORAGE)
 
 
+@pytest.mark.integration
 def test_object_storage_prefix_is_copied_once(s3, tiny_dir, tmp_path):
     fs, storage, bucket = s3
     upload(fs, tiny_dir, f"{bucket}/tiny")
@@ -78,17 +80,18 @@ def test_object_storage_prefix_is_copied_once(s3, tiny_dir, tmp_path):
     assert not [p for p in Path(cache).iterdir() if p.name.startswith(".")]  # no temp leftovers
 
 
+@pytest.mark.integration
 def test_concurrent_resolves_copy_once(s3, tiny_dir, tmp_path, monkeypatch):
     fs, storage, bucket = s3
     upload(fs, tiny_dir, f"{bucket}/shared")
     calls = []
-    real = loading._download
+    real = hub._download
 
     def counting(*args):
         calls.append(args)
         real(*args)
 
-    monkeypatch.setattr(loading, "_download", counting)
+    monkeypatch.setattr(hub, "_download", counting)
     cache = str(tmp_path / "cache")
     results: list[str] = []
 
@@ -106,6 +109,7 @@ def test_concurrent_resolves_copy_once(s3, tiny_dir, tmp_path, monkeypatch):
     assert len(set(results)) == 1 and len(results) == 4
 
 
+@pytest.mark.integration
 def test_object_storage_errors_name_the_model(s3, tmp_path):
     fs, storage, bucket = s3
     fs.pipe(f"{bucket}/weights-only/model.safetensors", b"x")
@@ -119,10 +123,11 @@ def test_object_storage_errors_name_the_model(s3, tmp_path):
         )
 
 
+@pytest.mark.integration
 def test_load_ctc_from_object_storage(s3, tiny_dir, tmp_path, monkeypatch):
     fs, storage, bucket = s3
     upload(fs, tiny_dir, f"{bucket}/w2v")
-    monkeypatch.setattr(loading, "DEFAULT_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(hub, "DEFAULT_CACHE", str(tmp_path / "cache"))
     model = load_ctc(CtcTaskSpec(model=f"s3://{bucket}/w2v"), storage, "cpu")
     assert model.name == f"s3://{bucket}/w2v"
     assert model.dtype == torch.float32 and not model.model.training
