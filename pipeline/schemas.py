@@ -197,9 +197,32 @@ class SchemaMismatch(AudiobatchError):
     """A table about to be written does not match its declared schema."""
 
 
+# Columns added to a table after its first release: a writer that predates them (or a
+# run that does not know them) may leave them out, and they are written as nulls.
+ADDED_LATER: dict[str, frozenset[str]] = {
+    "runs": frozenset(
+        {
+            "units",
+            "skipped_units",
+            "already_done",
+            "new_items",
+            "retried_errors",
+            "changed_sources",
+            "tasks",
+            "items_per_s",
+            "realtime_factor",
+        }
+    )
+}
+
+
 def conform(table: pa.Table, name: str) -> pa.Table:
-    """Select and order the schema's columns and cast to its types; raise on anything missing."""
+    """Select and order the schema's columns and cast to its types; raise on anything
+    missing (except the nullable columns in `ADDED_LATER`, which become nulls)."""
     schema = TABLES[name][0]
+    for f in schema:
+        if f.name in ADDED_LATER.get(name, ()) and f.name not in table.column_names:
+            table = table.append_column(f.name, pa.nulls(table.num_rows, f.type))
     missing = [f.name for f in schema if f.name not in table.column_names]
     if missing:
         raise SchemaMismatch(f"{name}: missing columns {', '.join(missing)}")

@@ -120,3 +120,14 @@ def test_read_table_keeps_new_columns_when_an_old_file_comes_first(tmp_path):
 def test_runs_on_an_output_with_no_runs(tmp_path, capsys):
     assert main(["runs", str(tmp_path)]) == 0
     assert "no runs recorded" in capsys.readouterr().out
+
+
+def test_a_runs_row_without_the_history_columns_conforms_with_nulls():
+    from pipeline.schemas import ADDED_LATER, conform
+
+    row = {f.name: None for f in RUNS if f.name not in ADDED_LATER["runs"]}
+    row |= {"run_id": "r", "spec_hash": "h", "spec_json": "{}", "versions": "{}"}
+    row |= {"started_at": T0, "ended_at": T0, "status": "succeeded", "job": "nightly"}
+    row |= {"items": 0, "items_ok": 0, "items_failed": 0, "audio_s": 0.0, "wall_s": 1.0}
+    table = conform(pa.Table.from_pylist([row]), "runs")
+    assert table.column("tasks").to_pylist() == [None] and table.schema == RUNS
