@@ -19,6 +19,8 @@ AUDIO_BYTES = "audio_bytes"
 REFERENCE = "reference"
 METADATA = "metadata"
 INPUT_BYTES = "input_bytes"
+START_S = "start_s"  # a segment's span in its file (NeMo offsets, lhotse supervisions)
+END_S = "end_s"
 
 AUDIO = "audio"
 SAMPLE_RATE = "sample_rate"
@@ -43,6 +45,8 @@ ITEM_SCHEMA = pa.schema(
         pa.field(REFERENCE, pa.string()),
         pa.field(METADATA, pa.string()),  # JSON object of manifest/shard extras
         pa.field(INPUT_BYTES, pa.int64()),
+        pa.field(START_S, pa.float64()),  # null: the whole file
+        pa.field(END_S, pa.float64()),  # null: to the end of the file
         pa.field(ERROR_STAGE, pa.string()),
         pa.field(ERROR_CODE, pa.string()),
         pa.field(ERROR_MESSAGE, pa.string()),
@@ -58,7 +62,7 @@ SPEAKER_EMBEDDING = "speaker_embedding"
 # columns without audio bytes, plus the text and its speaker. `reference` holds the
 # text too, so a round-trip transcript is scored against it like any other.
 TEXT_ITEM_SCHEMA = pa.schema(
-    [f for f in ITEM_SCHEMA if f.name != AUDIO_BYTES]
+    [f for f in ITEM_SCHEMA if f.name not in (AUDIO_BYTES, START_S, END_S)]
     + [
         pa.field(TEXT_ID, pa.string()),
         pa.field(TEXT, pa.string()),

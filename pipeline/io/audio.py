@@ -12,6 +12,11 @@ said (lhotse style).
 soundfile (libsndfile) reads wav/flac/ogg/opus/mp3; PyAV (FFmpeg) is the fallback
 for containers libsndfile cannot open (m4a/aac, webm, mp4, ...). The format is
 taken from the content, never from a file name.
+
+A `span` (start, end in seconds) decodes only that part of the file: a NeMo
+manifest line with an offset or a lhotse supervision is one item covering a span.
+soundfile seeks to the start; PyAV decodes from the start of the stream and stops
+at the end of the span. Length limits then apply to the span, not the file.
 """
 
 from __future__ import annotations
@@ -56,20 +61,40 @@ class _Raw:
     format: str
 
 
+@dataclass(frozen=True)
+class Span:
+    """The part of a file one item covers, in seconds from its start; `end` None: to the end."""
+
+    start: float
+    end: float | None = None
+
+    def frames(self, rate: int) -> tuple[int, int | None]:
+        first = round(self.start * rate)
+        return first, None if self.end is None else max(first, round(self.end * rate))
+
+
 def decode_audio(
-    data: bytes, *, target_rate: int, limits: DecodeSpec, name: str = ""
+    data: bytes,
+    *,
+    target_rate: int,
+    limits: DecodeSpec,
+    name: str = "",
+    span: Span | None = None,
 ) -> DecodedAudio:
-    """Decode `data` to mono float32 at `target_rate`, refusing what `limits` forbid.
+    """Decode `data` (or only its `span`) to mono float32 at `target_rate`, refusing what
+    `limits` forbid.
 
     `name` (a path or member key) only makes the error messages say where.
     Raises `AudioDecodeError` with the matching `ErrorCode` on every failure.
     """
     where = f"{name}: " if name else ""
     _check_size(data, limits, where)
+    if span is not None and span.end is not None:
+        _refuse_long(span.end - span.start, limits, where, "the segment spans")
     attempts: list[str] = []
-    raw = _try_soundfile(data, limits, where, attempts)
+    raw = _try_soundfile(data, limits, where, attempts, span)
     if raw is None:
-        raw = _try_pyav(data, limits, where, attempts)
+        raw = _try_pyav(data, limits, where, attempts, span)
     if raw is None:
         raise AudioDecodeError(
             ErrorCode.UNDECODABLE,
@@ -97,11 +122,15 @@ def _refuse_long(seconds: float, limits: DecodeSpec, where: str, what: str) -> N
         )
 
 
-def _try_soundfile(data: bytes, limits: DecodeSpec, where: str, attempts: list[str]) -> _Raw | None:
+def _try_soundfile(
+    data: bytes, limits: DecodeSpec, where: str, attempts: list[str], span: Span | None = None
+) -> _Raw | None:
     """libsndfile: header, cap, then blocks. None (and a note) if it cannot read it."""
     try:
         with sf.SoundFile(io.BytesIO(data)) as f:
             rate, frames, fmt = f.samplerate, f.frames, f"{f.format}/{f.subtype}".lower()
+            if span is not None:
+                return _read_span(f, span, limits, where, fmt)
             _refuse_long(frames / rate, limits, where, "header declares")
             samples = _read_blocks(f, int(limits.max_duration_s * rate) + 1, limits, where)
     except (sf.LibsndfileError, RuntimeError, ValueError) as exc:
@@ -123,11 +152,32 @@ def _try_soundfile(data: bytes, limits: DecodeSpec, where: str, attempts: list[s
     return _Raw(samples, rate, declared or frames, fmt)
 
 
-def _read_blocks(f: sf.SoundFile, cap: int, limits: DecodeSpec, where: str) -> np.ndarray:
-    """Read mono blocks until the end or the cap; never trust the header's length."""
+def _read_span(f: sf.SoundFile, span: Span, limits: DecodeSpec, where: str, fmt: str) -> _Raw:
+    """Seek to the span's first frame and read at most its frames (and the cap)."""
+    rate = f.samplerate
+    first, last = span.frames(rate)
+    if first >= f.frames > 0:
+        raise AudioDecodeError(
+            ErrorCode.EMPTY,
+            f"{where}the segment starts at {span.start:.2f} s but the file is "
+            f"{f.frames / rate:.2f} s long",
+        )
+    if first:
+        f.seek(first)
+    cap = int(limits.max_duration_s * rate) + 1
+    want = None if last is None else last - first
+    samples = _read_blocks(f, cap, limits, where, want)
+    return _Raw(samples, rate, want, fmt)
+
+
+def _read_blocks(
+    f: sf.SoundFile, cap: int, limits: DecodeSpec, where: str, want: int | None = None
+) -> np.ndarray:
+    """Read mono blocks until the end, `want` frames or the cap; never trust the header."""
     blocks, total = [], 0
-    while True:
-        block = f.read(_BLOCK_FRAMES, dtype="float32", always_2d=True)
+    while want is None or total < want:
+        n = _BLOCK_FRAMES if want is None else min(_BLOCK_FRAMES, want - total)
+        block = f.read(n, dtype="float32", always_2d=True)
         if len(block) == 0:
             break
         blocks.append(_downmix(block))
@@ -176,7 +226,9 @@ def _ogg_ends(data: bytes) -> bool:
     return complete and bool(data[pos + 5] & 0x04)
 
 
-def _try_pyav(data: bytes, limits: DecodeSpec, where: str, attempts: list[str]) -> _Raw | None:
+def _try_pyav(
+    data: bytes, limits: DecodeSpec, where: str, attempts: list[str], span: Span | None = None
+) -> _Raw | None:
     """FFmpeg through PyAV, for containers libsndfile cannot open."""
     import av  # lazy: only m4a/webm/... need FFmpeg
 
@@ -185,14 +237,17 @@ def _try_pyav(data: bytes, limits: DecodeSpec, where: str, attempts: list[str]) 
             if not container.streams.audio:
                 attempts.append(f"pyav: no audio stream in {container.format.name} container")
                 return None
-            return _decode_stream(container, limits, where, attempts)
+            return _decode_stream(container, limits, where, attempts, span)
     except (av.FFmpegError, ValueError, OSError) as exc:  # not an audio container at all
         attempts.append(f"pyav: {_reason(exc)}")
         return None
 
 
-def _decode_stream(container, limits: DecodeSpec, where: str, attempts: list[str]) -> _Raw | None:
-    """Decode the first audio stream under the cap; a mid-stream error ends in a code."""
+def _decode_stream(
+    container, limits: DecodeSpec, where: str, attempts: list[str], span: Span | None
+) -> _Raw | None:
+    """Decode the first audio stream (or its span) under the cap; a mid-stream error ends in
+    a code."""
     import av
 
     stream = container.streams.audio[0]
@@ -202,26 +257,42 @@ def _decode_stream(container, limits: DecodeSpec, where: str, attempts: list[str
         attempts.append(f"pyav: no decoder for the audio codec in this {container.format.name}")
         return None
     declared_s = _declared_seconds(container, stream)
-    if declared_s is not None:
+    if span is not None:
+        declared_s = None if span.end is None else span.end - span.start
+    elif declared_s is not None:
         _refuse_long(declared_s, limits, where, "container declares")
     rate = stream.codec_context.sample_rate
     if not rate:
         attempts.append("pyav: the audio stream has no sample rate")
         return None
     resampler = av.AudioResampler(format="fltp")  # planar float, layout and rate kept
-    blocks, total = [], 0
+    blocks, total, seen = [], 0, 0
     try:
         for frame in container.decode(stream):
             for out in resampler.resample(frame):
-                blocks.append(out.to_ndarray().mean(axis=0, dtype=np.float32))
-                total, rate = total + out.samples, out.sample_rate  # HE-AAC may double it
+                x = out.to_ndarray().mean(axis=0, dtype=np.float32)
+                rate = out.sample_rate  # HE-AAC may double it
+                if span is not None:
+                    x, seen = _in_span(x, seen, span, rate), seen + len(x)
+                blocks.append(x)
+                total += len(x)
             _refuse_long(total / rate, limits, where, "stopped decoding at")
+            if span is not None and span.end is not None and seen >= span.end * rate:
+                break
     except (av.FFmpegError, ValueError) as exc:
         return _damaged(total, rate, declared_s, limits, where, attempts, exc)
     samples = np.concatenate(blocks) if blocks else np.zeros(0, np.float32)
     declared = None if declared_s is None else round(declared_s * rate)
     fmt = f"{container.format.name.split(',')[0]}/{stream.codec_context.name}"
     return _Raw(samples, rate, declared, fmt)
+
+
+def _in_span(x: np.ndarray, seen: int, span: Span, rate: int) -> np.ndarray:
+    """The samples of block `x` (starting at sample `seen` of the stream) inside `span`."""
+    first, last = span.frames(rate)
+    lo = min(max(first - seen, 0), len(x))
+    hi = len(x) if last is None else min(max(last - seen, 0), len(x))
+    return x[lo:hi]
 
 
 def _declared_seconds(container, stream) -> float | None:

@@ -18,9 +18,18 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 import pyarrow as pa
 
-from pipeline.columns import AUDIO, AUDIO_BYTES, AUDIO_FIELDS, DURATION_S, MEMBER, SAMPLE_RATE
+from pipeline.columns import (
+    AUDIO,
+    AUDIO_BYTES,
+    AUDIO_FIELDS,
+    DURATION_S,
+    END_S,
+    MEMBER,
+    SAMPLE_RATE,
+    START_S,
+)
 from pipeline.errors import AudioDecodeError, ErrorCode, RowError
-from pipeline.io.audio import decode_audio
+from pipeline.io.audio import Span, decode_audio
 from pipeline.spec import DecodeSpec
 from pipeline.stages.base import Stage, StageOutput, healthy_mask
 
@@ -54,11 +63,11 @@ class DecodeStage(Stage):
             return
         budget = self.limits.max_batch_mb * 2**20
         healthy = healthy_mask(batch)
-        data, names = batch.column(AUDIO_BYTES), _names(batch)
+        data, names, spans = batch.column(AUDIO_BYTES), _names(batch), _spans(batch)
         start, held, held_bytes = 0, [], 0
         for i in range(batch.num_rows):
             if healthy[i]:
-                result = self._decode_one(data[i].as_py(), names[i] or "")
+                result = self._decode_one(data[i].as_py(), names[i] or "", spans[i])
                 held.append(result)
                 held_bytes += 0 if isinstance(result, RowError) else result.nbytes
             if held_bytes >= budget or i == batch.num_rows - 1:
@@ -73,9 +82,9 @@ class DecodeStage(Stage):
         decoded = self._decoded
         if decoded is None or len(decoded) != rows.num_rows:
             decoded = [
-                self._decode_one(data, name or "")
-                for data, name in zip(
-                    rows.column(AUDIO_BYTES).to_pylist(), _names(rows), strict=True
+                self._decode_one(data, name or "", span)
+                for data, name, span in zip(
+                    rows.column(AUDIO_BYTES).to_pylist(), _names(rows), _spans(rows), strict=True
                 )
             ]
         samples: list[np.ndarray | None] = []
@@ -97,14 +106,17 @@ class DecodeStage(Stage):
             errors=errors,
         )
 
-    def _decode_one(self, data: bytes | None, name: str) -> np.ndarray | RowError:
+    def _decode_one(
+        self, data: bytes | None, name: str, span: Span | None = None
+    ) -> np.ndarray | RowError:
         if data is None:
             return RowError(
                 ErrorCode.MISSING_AUDIO, f"{name or 'item'}: the row has no audio bytes"
             )
         try:
+            spanned = {"span": span} if span is not None else {}
             return decode_audio(
-                data, target_rate=self.target_rate, limits=self.limits, name=name
+                data, target_rate=self.target_rate, limits=self.limits, name=name, **spanned
             ).samples
         except AudioDecodeError as exc:
             return exc.as_row_error()
@@ -120,6 +132,17 @@ def _names(rows: pa.Table) -> list[str | None]:
     if MEMBER in rows.column_names:
         return rows.column(MEMBER).to_pylist()
     return [""] * rows.num_rows
+
+
+def _spans(rows: pa.Table) -> list[Span | None]:
+    """Each row's segment of its file (None: the whole file)."""
+    if START_S not in rows.column_names:
+        return [None] * rows.num_rows
+    ends = rows.column(END_S).to_pylist() if END_S in rows.column_names else [None] * rows.num_rows
+    return [
+        None if s is None else Span(s, e)
+        for s, e in zip(rows.column(START_S).to_pylist(), ends, strict=True)
+    ]
 
 
 def _list_array(samples: list[np.ndarray | None]) -> pa.Array:

@@ -11,7 +11,7 @@ import pytest
 import soundfile as sf
 
 from pipeline.errors import AudioDecodeError, ErrorCode
-from pipeline.io.audio import decode_audio
+from pipeline.io.audio import Span, _try_pyav, decode_audio
 from pipeline.spec import DecodeSpec
 from pipeline.testing.corpus import FORMATS, claim_flac_frames, encode, stored_rate
 
@@ -281,3 +281,55 @@ def test_a_zip_named_wav_is_undecodable():
     with zipfile.ZipFile(buf, "w") as z:
         z.writestr("inner.wav", encode(sine(TARGET, 0.2), TARGET, "wav"))
     assert refused(buf.getvalue()).code is ErrorCode.UNDECODABLE
+
+
+def _steps(rate: int) -> np.ndarray:
+    """Three seconds whose value says which second a sample comes from (0.1, 0.2, 0.3)."""
+    return np.concatenate([np.full(rate, 0.1 * (i + 1), np.float32) for i in range(3)])
+
+
+@pytest.mark.parametrize("fmt", ["wav", "flac"])
+def test_a_span_decodes_only_that_part_of_the_file(fmt):
+    buf = io.BytesIO()
+    sf.write(buf, _steps(TARGET), TARGET, format=fmt.upper(), subtype="PCM_16")
+    out = decode_audio(buf.getvalue(), target_rate=TARGET, limits=LIMITS, span=Span(1.0, 2.0))
+    assert len(out.samples) == TARGET
+    assert np.allclose(out.samples, 0.2, atol=1e-3)
+
+
+def test_a_span_through_pyav_keeps_only_its_samples():
+    data = pyav_encode(_steps(TARGET), TARGET, "wav", "pcm_f32le")
+    raw = _try_pyav(data, LIMITS, "", [], Span(1.5, 2.5))
+    assert abs(len(raw.samples) - TARGET) <= 1
+    assert np.allclose(raw.samples[: TARGET // 2 - 10], 0.2) and np.allclose(raw.samples[-10:], 0.3)
+
+
+def test_a_span_of_a_file_longer_than_the_limit_is_decoded():
+    buf = io.BytesIO()
+    sf.write(buf, _steps(TARGET), TARGET, format="FLAC")
+    out = decode_audio(
+        buf.getvalue(),
+        target_rate=TARGET,
+        limits=DecodeSpec(max_duration_s=1.5),
+        span=Span(2.0, 3.0),
+    )
+    assert np.allclose(out.samples, 0.3, atol=1e-3)
+    with pytest.raises(AudioDecodeError) as info:
+        decode_audio(
+            buf.getvalue(),
+            target_rate=TARGET,
+            limits=DecodeSpec(max_duration_s=1.5),
+            span=Span(0.0, 2.0),
+        )
+    assert info.value.code == ErrorCode.TOO_LONG
+
+
+def test_a_span_past_the_end_of_the_file_is_an_error():
+    buf = io.BytesIO()
+    sf.write(buf, _steps(TARGET), TARGET, format="WAV")
+    with pytest.raises(AudioDecodeError) as info:
+        decode_audio(buf.getvalue(), target_rate=TARGET, limits=LIMITS, span=Span(5.0, 6.0))
+    assert info.value.code == ErrorCode.EMPTY
+    with pytest.raises(AudioDecodeError) as info:
+        decode_audio(buf.getvalue(), target_rate=TARGET, limits=LIMITS, span=Span(2.5, 9.0))
+    assert info.value.code == ErrorCode.TRUNCATED

@@ -211,3 +211,17 @@ def test_64_hostile_files_in_one_batch_stay_under_a_memory_bound():
     assert rows == 64 and decoded > 2**30
     # Held at once they peak at ~2,500 MiB of this process's own RSS; cut, ~400 MiB.
     assert peak < 700 * 2**20, f"peak RSS {peak / 2**20:.0f} MiB"
+
+
+def test_rows_with_a_span_decode_only_their_segment():
+    data = encode(tone(RATE, 3.0), RATE, "flac")
+    rows = batch([(data, None), (data, None), (data, None)])
+    rows = rows.set_column(
+        rows.schema.get_field_index("start_s"), "start_s", pa.array([None, 0.5, 2.0])
+    )
+    rows = rows.set_column(
+        rows.schema.get_field_index("end_s"), "end_s", pa.array([None, 1.5, None])
+    )
+    out = DecodeStage(DecodeSpec(), RATE)(rows)
+    assert out.column("duration_s").to_pylist() == pytest.approx([3.0, 1.0, 1.0])
+    assert out.column("error_code").to_pylist() == [None, None, None]
