@@ -167,7 +167,19 @@ def _run(args) -> int:
         report = build_report(request)
         write_report(fs, root, report)
     print(_summary(result, report, spec.output.uri))
-    return 0
+    return _error_share_exit(result, spec, fs, root)
+
+
+def _error_share_exit(result, spec, fs, root) -> int:
+    """4 when more than runtime.max_error_share of this run's items failed, else 0."""
+    from pipeline.reports import failures
+
+    c, share = result.counters, spec.runtime.max_error_share
+    if not failures.too_many_errors(c.items, c.failed, share):
+        return 0
+    top = failures.top_errors(fs, root, result.run_id)
+    print(failures.failure_report(c.items, c.failed, share, top), file=sys.stderr)
+    return failures.EXIT_TOO_MANY_ERRORS
 
 
 def _retry_policy(codes: list[str] | None):

@@ -138,6 +138,9 @@ ERRORS = pa.schema(
         pa.field("error_code", pa.string(), nullable=False),
         pa.field("error_message", pa.string(), nullable=False),
         pa.field("run_id", pa.string(), nullable=False),
+        # The item's manifest/shard extras (original path, speaker, the user's id...), so a
+        # failed item can be found by what its corpus calls it.
+        pa.field("metadata", pa.string()),
         _partition("stage"),
     ]
 )

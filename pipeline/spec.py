@@ -44,6 +44,17 @@ class StorageOptions(_Model):
     )
 
 
+class WebDatasetOptions(_Model):
+    """How WebDataset tar members are grouped into samples."""
+
+    key: Literal["first_dot", "full"] = Field(
+        "first_dot",
+        description="first_dot: a sample is the members sharing the basename up to its first "
+        "dot (WebDataset's own rule: spk0.utt000.flac is sample spk0); full: up to the last dot, "
+        "so each spk0.uttNNN.flac is its own item",
+    )
+
+
 class InputSpec(_Model):
     """Where the audio comes from."""
 
@@ -55,13 +66,33 @@ class InputSpec(_Model):
     )
     manifest: str | None = Field(
         None,
-        description="files format only: JSONL/CSV/Parquet with `path` (relative to uri or absolute), optional `text` and any metadata",
+        description="files format only: JSONL/CSV/TSV/Parquet (optionally .gz) with `path` (or "
+        "NeMo's `audio_filepath`; relative to uri or absolute), optional `text` and any metadata; "
+        "a NeMo line with `offset`/`duration`, or a lhotse supervisions manifest, makes each "
+        "line one item covering that span of its file",
     )
+    manifest_quoting: Literal["auto", "csv", "none"] = Field(
+        "auto",
+        description="Quote processing of CSV/TSV manifests. auto: quotes in .csv, none in .tsv "
+        "(Common Voice TSVs are unquoted: a sentence may begin with a quote)",
+    )
+    recordings: str | None = Field(
+        None,
+        description="lhotse: the recordings manifest of the supervisions in `manifest` (default: "
+        "its name with `supervisions` replaced by `recordings`)",
+    )
+    references: Literal["librispeech"] | None = Field(
+        None,
+        description="files format: where references come from besides a manifest. librispeech: "
+        "the `*.trans.txt` files beside the audio (`UTTERANCE-ID TEXT` lines)",
+    )
+    webdataset: WebDatasetOptions = Field(default_factory=WebDatasetOptions)
     storage: StorageOptions = Field(default_factory=StorageOptions)
     allow_outside_paths: bool = Field(
         False,
         description="files format: let a manifest name files outside `uri` (and symlinks lead "
-        "there); off, such paths are invalid_input error rows. /proc, /sys and /dev are never read",
+        "there); parquet format: let an audio struct's `path` point outside `uri`. Off, such "
+        "paths are invalid_input error rows. /proc, /sys and /dev are never read",
     )
     audio_column: str = Field(
         "audio",
@@ -69,9 +100,15 @@ class InputSpec(_Model):
     )
     text_column: str | None = Field(
         "text",
-        description="parquet format: the reference-text column, if present; texts format: the text",
+        description="The reference: the Parquet column, the manifest column, the WebDataset JSON "
+        "field (when there is no .txt member), if present; texts format: the text",
     )
-    id_column: str = Field("id", description="texts format: the column holding each text's id")
+    id_column: str = Field(
+        "id",
+        description="texts format: the column holding each text's id. files (manifest, lhotse "
+        "supervisions) and parquet formats, only when set: the column whose values are the "
+        "item ids, kept as the user wrote them (a repeated one is a duplicate_id error row)",
+    )
     speaker_column: str = Field(
         "speaker", description="texts format: optional column naming each text's speaker"
     )
@@ -512,6 +549,13 @@ class RuntimeSpec(_Model):
     read_batch_items: int = Field(32, ge=1, description="Items per read block")
     decode_batch_size: int = Field(16, ge=1, description="Items per decode task call")
     progress_interval_s: float = Field(5.0, gt=0, description="Seconds between progress lines")
+    max_error_share: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="`run` exits with code 4 (after writing everything) when more than this "
+        "share of this run's items failed, printing the top error codes with an example each",
+    )
 
 
 class JobSpec(_Model):

@@ -120,6 +120,9 @@ def _add_errors(parts, rows: pa.Table, task: str | None, names, run_id: str) -> 
             "error_code": rows.column(code_col),
             "error_message": rows.column(message_col),
             "run_id": pa.array([run_id] * rows.num_rows, pa.string()),
+            "metadata": rows.column(C.METADATA)
+            if C.METADATA in rows.column_names
+            else pa.nulls(rows.num_rows, pa.string()),
         }
     )
     for stage in pc.unique(errors.column("stage")).to_pylist():
