@@ -17,7 +17,12 @@ class ErrorCode(enum.StrEnum):
 
     READ_FAILED = "read_failed"  # the bytes could not be fetched from storage
     SHARD_CORRUPT = "shard_corrupt"  # a tar or parquet shard could not be parsed
+    # The spec cannot read this shard (an audio column it does not have): fixed by changing
+    # the spec, not the data. One row per shard (member ""), so a later run with a fixed spec
+    # can tell it from the shard's items.
+    CONFIG_ERROR = "config_error"
     MISSING_AUDIO = "missing_audio"  # a manifest or shard entry names audio that is not there
+    AMBIGUOUS_SAMPLE = "ambiguous_sample"  # a WebDataset sample holds several audio members
     EMPTY = "empty"  # zero bytes, or decodes to zero samples
     TOO_LARGE = "too_large"  # more bytes than `decode.max_file_mb`
     TOO_LONG = "too_long"  # the header declares more than `decode.max_duration_s`
@@ -26,8 +31,8 @@ class ErrorCode(enum.StrEnum):
     NON_FINITE = "non_finite"  # NaN or Inf samples
     MODEL_FAILED = "model_failed"  # the model raised on this item (alone, not its batch)
     SCORE_FAILED = "score_failed"  # scoring raised on this item
-    # a text row is malformed (no id, bad speaker embedding), or a manifest path is refused
-    # (a NUL byte, outside the input prefix, under /proc, /sys or /dev)
+    # a text row is malformed (no id, bad speaker embedding), a manifest line cannot be
+    # parsed, or a manifest path is refused (a NUL byte, outside the prefix, /proc, /sys, /dev)
     INVALID_INPUT = "invalid_input"
     # a text id seen earlier in the same table; a manifest path naming a file named before
     DUPLICATE_ID = "duplicate_id"

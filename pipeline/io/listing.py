@@ -26,7 +26,7 @@ def plan_input(spec: InputSpec, items_per_unit: int = 32, done: IdSet | None = N
     listing = _list(fs, root, spec.uri)
     fmt = spec.format or _detect_format(listing.files, spec)
     units, skipped = FORMATS[fmt].list_units(listing, spec, items_per_unit, done or IdSet())
-    return InputPlan(fmt, units, skipped)
+    return InputPlan(fmt, units, skipped, tuple(FORMATS[fmt].hints(listing, spec)))
 
 
 def _list(fs, root: str, uri: str) -> Listing:
@@ -62,8 +62,8 @@ def _detect_format(files: dict, spec: InputSpec) -> str:
     if spec.manifest:
         return "files"
     endings = {p.lower().rsplit(".", 1)[-1] for p in files if "." in p}
-    if "tar" in endings:
+    if "tar" in endings or "tgz" in endings or any(p.lower().endswith(".tar.gz") for p in files):
         return "webdataset"
-    if "parquet" in endings and not endings & set(spec.extensions):
-        return "parquet"
+    if endings & {"parquet", "arrow"} and not endings & set(spec.extensions):
+        return "parquet"  # Parquet shards, or a datasets.save_to_disk folder of .arrow files
     return "files"

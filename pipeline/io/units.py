@@ -32,15 +32,27 @@ def item_id(source_uri: str, member: str) -> str:
     return hashlib.sha256(f"{source_uri}\n{member}".encode()).hexdigest()[:24]
 
 
+def span_member(start: float | None, end: float | None) -> str:
+    """The member key of a segment of a file ("" for the whole file): its start and end."""
+    return "" if start is None else f"{start!r}-{'' if end is None else repr(end)}"
+
+
 @dataclass(frozen=True)
 class FileEntry:
-    uri: str  # absolute URI of the audio file
+    uri: str  # absolute URI of the audio file (of the manifest, for an unparseable line)
     shard: str  # folder relative to the input root, for per-shard reports
     size: int | None
     text: str | None = None
     metadata: str | None = None
-    member: str = ""  # set only for a refused manifest row, so its id is its own
-    error: RowError | None = None  # refused at listing: becomes an error row, never read
+    member: str = ""  # "" for a whole file; a segment's span; an error row's own key
+    error: RowError | None = None  # refused or unparseable at listing: an error row, never read
+    start: float | None = None  # a segment of the file (NeMo offset, lhotse supervision)
+    end: float | None = None
+    own_id: str | None = None  # the user's id (input.id_column), else derived from uri/member
+
+    @property
+    def item_id(self) -> str:
+        return self.own_id or item_id(self.uri, self.member)
 
 
 @dataclass(frozen=True)
@@ -61,6 +73,7 @@ class InputPlan:
     format: str
     units: list[WorkUnit]
     already_done: int = 0  # files left out because an earlier run wrote them
+    warnings: tuple[str, ...] = ()  # said at the start of the run (e.g. an unused reference)
 
     @property
     def total_bytes(self) -> int:
@@ -90,13 +103,25 @@ class InputFormat:
 
     `list_units(listing, spec, items_per_unit, done)` returns the units and how many
     items it left out as done; `read_rows(unit, spec, max_bytes, batch)` yields one
-    row dict per item in `schema` (done items included: `batches` skips them).
+    row dict per item in `schema` (done items included: `batches` skips them);
+    `hints(listing, spec)` says what the spec probably meant to use but does not.
     """
 
     name: str
     schema: pa.Schema
     list_units: Callable[[Listing, InputSpec, int, IdSet], tuple[list[WorkUnit], int]]
     read_rows: Callable[[WorkUnit, InputSpec, int, int], Iterator[dict]]
+    # Warnings for the start of a run: a likely reference the spec does not use, naming the
+    # spec key that would use it.
+    hints: Callable[[Listing, InputSpec], list[str]] = lambda listing, spec: []
+
+
+def own_id_column(spec: InputSpec) -> str | None:
+    """The column whose values are item ids as the user wrote them, when the spec names one.
+
+    Only an explicit `input.id_column` counts: its default (`id`) names the texts
+    format's column, and using it silently would change the ids of existing outputs."""
+    return spec.id_column if "id_column" in spec.model_fields_set else None
 
 
 def skip_done(items: Iterable[T], done: IdSet, id_of: Callable[[T], str]) -> Iterator[T]:
@@ -136,10 +161,15 @@ def audio_row(
     text: str | None = None,
     metadata: str | None = None,
     error: RowError | None = None,
+    span: tuple[float | None, float | None] = (None, None),
+    own_id: str | None = None,
 ) -> dict:
-    """One row of `columns.ITEM_SCHEMA`: an audio item (or the error that stands for it)."""
+    """One row of `columns.ITEM_SCHEMA`: an audio item (or the error that stands for it).
+
+    `span` (start, end in seconds) makes the item that segment of the file; `own_id`
+    (the user's id, `input.id_column`) replaces the derived id."""
     return {
-        "item_id": item_id(source, member),
+        "item_id": own_id or item_id(source, member),
         "source_uri": source,
         "member": member,
         "shard": shard,
@@ -147,5 +177,7 @@ def audio_row(
         "reference": text,
         "metadata": metadata,
         "input_bytes": len(data) if data is not None else 0,
+        "start_s": span[0],
+        "end_s": span[1],
         **error_fields(error),
     }

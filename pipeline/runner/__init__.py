@@ -113,6 +113,8 @@ def _leased_run(spec, plan, run_id, started, t0, lease, retry, out, verbose) -> 
     if gone:
         out(f"recorded {len(gone)} earlier run(s) as interrupted in runs: {', '.join(gone)}")
     out(_header(run_id, inputs, plan, done, spec.output.uri))
+    for warning in inputs.warnings:
+        out(f"warning: {warning}")
     status, counters, message = "succeeded", Counters(), "nothing to do"
     if inputs.units:
         _init_ray(spec.runtime, verbose)

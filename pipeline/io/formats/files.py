@@ -3,13 +3,19 @@
 Files are grouped into units of `items_per_unit`. Files whose ids an earlier run
 wrote are left out here, at listing time, before anything is fetched. A file that
 is too large, missing or unreadable becomes an error row, and so does a manifest
-path that is refused or names a file again (`pipeline/io/paths.py`).
+path that is refused or names a file (and span) again (`pipeline/io/paths.py`), and
+a manifest line that cannot be parsed (member `line=N`). A manifest line with a
+span (NeMo `offset`, a lhotse supervision) is one item covering that span of its
+file, its member key the span's start and end. `input.references: librispeech`
+takes the references from the `*.trans.txt` files beside the audio.
 """
 
 from __future__ import annotations
 
+import json
 import posixpath
 from collections.abc import Iterator
+from dataclasses import replace
 
 from pipeline.columns import ITEM_SCHEMA
 from pipeline.errors import ErrorCode, InputError, RowError
@@ -29,8 +35,9 @@ from pipeline.io.units import (
     Listing,
     WorkUnit,
     audio_row,
-    item_id,
+    own_id_column,
     skip_done,
+    span_member,
 )
 from pipeline.spec import InputSpec
 
@@ -44,7 +51,7 @@ def list_units(
         entries = entries[: spec.limit]
     if not entries:
         raise InputError(f"no audio files ({', '.join(spec.extensions)}) under {spec.uri}")
-    todo = list(skip_done(entries, done, lambda e: item_id(e.uri, e.member)))
+    todo = list(skip_done(entries, done, lambda e: e.item_id))
     units = [
         WorkUnit(
             "files",
@@ -76,21 +83,57 @@ def read_rows(unit: WorkUnit, spec: InputSpec, max_bytes: int, batch: int) -> It
         else:
             data, error = _fetch(fs, e.uri, e.size, max_bytes, spec.storage.timeout_s)
         yield audio_row(
-            e.uri, e.member, e.shard, data, text=e.text, metadata=e.metadata, error=error
+            e.uri,
+            e.member,
+            e.shard,
+            data,
+            text=e.text,
+            metadata=e.metadata,
+            error=error,
+            span=(e.start, e.end),
+            own_id=e.own_id,
         )
 
 
-FORMAT = InputFormat("files", ITEM_SCHEMA, list_units, read_rows)
+def hints(listing: Listing, spec: InputSpec) -> list[str]:
+    """A likely reference the spec does not use: LibriSpeech `*.trans.txt` files."""
+    if spec.manifest or spec.references == "librispeech":
+        return []
+    trans = [p for p in listing.files if p.endswith(".trans.txt")]
+    if not trans:
+        return []
+    return [
+        f"no references are read, but {len(trans)} LibriSpeech transcript files "
+        f"(e.g. {posixpath.relpath(trans[0], listing.base)}) are under the input: set "
+        "input.references: librispeech to score against them"
+    ]
+
+
+FORMAT = InputFormat("files", ITEM_SCHEMA, list_units, read_rows, hints)
 
 
 def _manifest_entries(listing: Listing, spec: InputSpec) -> list[FileEntry]:
-    """One entry per manifest row, paths normalised so aliases of one file compare equal;
-    a refused path, or a file named by an earlier row, is an entry with its error."""
+    """One entry per manifest line, paths normalised so aliases of one file compare equal;
+    a refused path, a file (and span) named by an earlier line, or a line that cannot be
+    parsed is an entry with its error."""
     fs, base = listing.fs, listing.base
     local = is_local(fs)
     protocols = ("file", "local") if local else (spec.uri.split("://", 1)[0],)
+    manifest_fs, manifest_path = filesystem(spec.manifest, spec.storage)
+    manifest_uri, manifest_dir = (
+        full_uri(manifest_fs, manifest_path),
+        posixpath.dirname(manifest_path),
+    )
+    lines = read_manifest(
+        spec.manifest, spec.storage, spec.manifest_quoting, spec.text_column, spec.recordings
+    )
     entries, seen = [], {}
-    for row, m in enumerate(read_manifest(spec.manifest, spec.storage)):
+    for row, m in enumerate(lines):
+        if m.error:
+            member = f"line={m.line}" if m.line is not None else f"manifest-row={row}"
+            error = RowError(ErrorCode.INVALID_INPUT, m.error)
+            entries.append(FileEntry(manifest_uri, ".", None, m.text, m.metadata, member, error))
+            continue
         raw = m.path
         if "://" in raw and raw.split("://", 1)[0] not in protocols:
             path, error = (
@@ -102,21 +145,61 @@ def _manifest_entries(listing: Listing, spec: InputSpec) -> list[FileEntry]:
             )
         else:
             path = fs._strip_protocol(raw) if "://" in raw else raw
-            path = normalise(path if path.startswith("/") else posixpath.join(base, path))
+            path = path if path.startswith("/") else _resolve(listing, path, manifest_dir)
             error = check_path(path, base, allow_outside=spec.allow_outside_paths, local=local)
         uri = raw if "://" in path else full_uri(fs, path)
-        if error is None and uri in seen:
-            first_row, first = seen[uri]
+        key = (uri, m.start, m.end)
+        if error is None and key in seen:
+            first_row, first = seen[key]
+            span = "" if m.start is None else f" (span {span_member(m.start, m.end)})"
             error = RowError(
                 ErrorCode.DUPLICATE_ID,
-                f"manifest row {row + 1} ({raw!r}) names the file of row {first_row + 1} "
+                f"manifest row {row + 1} ({raw!r}) names the file{span} of row {first_row + 1} "
                 f"({first!r}): {uri}",
             )
-        seen.setdefault(uri, (row, raw))
-        member = f"manifest-row={row}" if error else ""
+        seen.setdefault(key, (row, raw))
+        member = f"manifest-row={row}" if error else span_member(m.start, m.end)
         shard, size = (_shard_of(base, path), listing.files.get(path)) if not error else (".", None)
-        entries.append(FileEntry(uri, shard, size, m.text, m.metadata, member, error))
-    return entries
+        entries.append(
+            FileEntry(uri, shard, size, m.text, m.metadata, member, error, start=m.start, end=m.end)
+        )
+    column = own_id_column(spec)
+    return _with_own_ids(entries, column) if column else entries
+
+
+def _resolve(listing: Listing, path: str, manifest_dir: str) -> str:
+    """A relative manifest path, normalised: under the input prefix, else (when that is not
+    there but this is) beside the manifest (NeMo's rule) or in its `clips/` (Common
+    Voice's layout)."""
+    first = normalise(posixpath.join(listing.base, path))
+    if first in listing.files:
+        return first
+    for folder in (manifest_dir, posixpath.join(manifest_dir, "clips")):
+        candidate = normalise(posixpath.join(folder, path))
+        if candidate in listing.files:
+            return candidate
+    return first
+
+
+def _with_own_ids(entries: list[FileEntry], column: str) -> list[FileEntry]:
+    """Each entry with the id its manifest gives in `column`; a repeated id is an error row
+    (under the derived id, so it cannot shadow the first)."""
+    seen: dict[str, FileEntry] = {}
+    out = []
+    for e in entries:
+        value = json.loads(e.metadata).get(column) if e.metadata else None
+        if e.error or value is None:
+            out.append(e)
+        elif str(value) in seen:
+            why = (
+                f"{e.uri}{f' [{e.member}]' if e.member else ''}: id {value!r} "
+                f"(input.id_column: {column}) is also {seen[str(value)].uri}'s"
+            )
+            out.append(replace(e, error=RowError(ErrorCode.DUPLICATE_ID, why)))
+        else:
+            seen[str(value)] = e
+            out.append(replace(e, own_id=str(value)))
+    return out
 
 
 def _audio_entries(listing: Listing, spec: InputSpec) -> list[FileEntry]:
@@ -124,11 +207,34 @@ def _audio_entries(listing: Listing, spec: InputSpec) -> list[FileEntry]:
     # Symlinks, FIFOs and directories named like audio are items too: reading them
     # follows a symlink that stays inside, and makes anything else one error row.
     paths = {**listing.files, **dict.fromkeys(listing.special)}
+    refs = _librispeech_refs(listing) if spec.references == "librispeech" else {}
     return [
-        FileEntry(full_uri(listing.fs, p), _shard_of(listing.base, p), size)
+        FileEntry(
+            full_uri(listing.fs, p),
+            _shard_of(listing.base, p),
+            size,
+            refs.get(posixpath.basename(p).rsplit(".", 1)[0]),
+        )
         for p, size in sorted(paths.items())
         if p.lower().endswith(exts)
     ]
+
+
+def _librispeech_refs(listing: Listing) -> dict[str, str]:
+    """Utterance id -> text from every `*.trans.txt` (lines `19-198-0000 TEXT ...`)."""
+    refs: dict[str, str] = {}
+    for p in sorted(listing.files):
+        if not p.endswith(".trans.txt"):
+            continue
+        try:
+            text = listing.fs.cat_file(p).decode("utf-8", errors="replace")
+        except OSError as exc:
+            raise InputError(f"could not read {full_uri(listing.fs, p)}: {exc}") from None
+        for line in text.splitlines():
+            utt, _, words = line.strip().partition(" ")
+            if utt:
+                refs[utt] = words.strip()
+    return refs
 
 
 def _fetch(

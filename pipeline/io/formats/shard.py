@@ -30,9 +30,9 @@ def require(paths: list[str], what: str, uri: str) -> list[str]:
     return paths
 
 
-def shard_failed(unit: WorkUnit, why: str) -> dict:
+def shard_failed(unit: WorkUnit, why: str, code: ErrorCode = ErrorCode.SHARD_CORRUPT) -> dict:
     """One error row for the whole shard (member ""); rows read before the failure stay."""
-    error = RowError(ErrorCode.SHARD_CORRUPT, f"{unit.shard_uri}: {why}")
+    error = RowError(code, f"{unit.shard_uri}: {why}")
     return audio_row(unit.shard_uri, "", unit.shard, None, error=error)
 
 

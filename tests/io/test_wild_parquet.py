@@ -1,0 +1,103 @@
+"""Parquet and save_to_disk folders written by `datasets` (issue 11)."""
+
+from __future__ import annotations
+
+import pytest
+
+from pipeline.errors import InputError
+from pipeline.io.listing import plan_input
+from pipeline.spec import InputSpec
+from tests.io import corpora
+from tests.io.wild import meta, rows
+
+# Parquet (Hugging Face datasets) --------------------------------------------------------------
+
+
+def test_parquet_struct_with_only_a_path_reads_the_file(tmp_path):
+    clips = corpora.write_clips(tmp_path / "clips", 3)
+    corpora.hf_parquet_paths(
+        clips, tmp_path / "data" / "train.parquet", sentence=["a", "b", "c"], speaker_id=list("xyz")
+    )
+    got = rows(uri=str(tmp_path), format="parquet", text_column="sentence")
+    assert [r["error_code"] for r in got] == [None] * 3
+    assert [r["audio_bytes"] for r in got] == [p.read_bytes() for p in clips]
+    assert [r["reference"] for r in got] == ["a", "b", "c"]
+    assert meta(got[1]) == {"path": str(clips[1]), "speaker_id": "y"}
+
+
+def test_parquet_paths_outside_the_input_are_refused_unless_allowed(tmp_path):
+    clips = corpora.write_clips(tmp_path / "clips", 2)
+    corpora.hf_parquet_paths(clips, tmp_path / "data" / "train.parquet")
+    got = rows(uri=str(tmp_path / "data"), format="parquet")
+    assert [r["error_code"] for r in got] == ["invalid_input"] * 2
+    assert "allow_outside_paths" in got[0]["error_message"]
+    assert meta(got[0])["path"] == str(clips[0])
+    allowed = rows(uri=str(tmp_path / "data"), format="parquet", allow_outside_paths=True)
+    assert [r["error_code"] for r in allowed] == [None, None]
+
+
+def test_parquet_relative_paths_resolve_against_the_shard(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    corpora.write_clips(tmp_path / "data" / "clips", 2)
+    table = pa.table(
+        {"audio": [{"bytes": None, "path": f"clips/clip00{i}.flac"} for i in (0, 1, 7)]}
+    )
+    pq.write_table(table, tmp_path / "data" / "train.parquet")
+    got = rows(uri=str(tmp_path / "data"), format="parquet")
+    assert [r["error_code"] for r in got] == [None, None, "missing_audio"]
+    assert "clips/clip007.flac" in got[2]["error_message"]
+
+
+def test_embedded_parquet_keeps_every_extra_column(tmp_path):
+    clips = corpora.write_clips(tmp_path / "clips", 2)
+    corpora.hf_parquet_embedded(
+        clips, tmp_path / "data" / "train.parquet", text=["t0", "t1"], client_id=["c0", "c1"]
+    )
+    got = rows(uri=str(tmp_path / "data"))
+    assert [r["reference"] for r in got] == ["t0", "t1"]
+    assert meta(got[0]) == {"path": "clip000.flac", "client_id": "c0"}
+
+
+def test_a_misnamed_audio_column_is_refused_before_any_work(tmp_path):
+    clips = corpora.write_clips(tmp_path / "clips", 2)
+    corpora.hf_parquet_embedded(clips, tmp_path / "data" / "train.parquet")
+    with pytest.raises(InputError, match="input.audio_column"):
+        plan_input(InputSpec(uri=str(tmp_path / "data"), audio_column="speech"))
+
+
+def test_save_to_disk_folders_are_read_directly(tmp_path):
+    clips = corpora.write_clips(tmp_path / "clips", 3)
+    corpora.hf_save_to_disk(clips, tmp_path / "saved", text=["x", "y", "z"], spk=list("abc"))
+    got = rows(uri=str(tmp_path / "saved"))
+    assert [r["reference"] for r in got] == ["x", "y", "z"]
+    assert [r["audio_bytes"] for r in got] == [p.read_bytes() for p in clips]
+    assert meta(got[2])["spk"] == "c"
+
+
+def test_a_later_shard_without_the_audio_column_is_one_config_error_row(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    clips = corpora.write_clips(tmp_path / "clips", 2)
+    corpora.hf_parquet_embedded(clips, tmp_path / "data" / "a.parquet")
+    pq.write_table(pa.table({"speech": [b"x"], "text": ["t"]}), tmp_path / "data" / "b.parquet")
+    got = rows(uri=str(tmp_path / "data"))
+    assert [r["error_code"] for r in got] == [None, None, "config_error"]
+    assert got[2]["member"] == "" and "input.audio_column: speech" in got[2]["error_message"]
+
+
+def test_id_column_keeps_the_users_ids(tmp_path):
+    clips = corpora.write_clips(tmp_path / "clips", 3)
+    corpora.hf_parquet_embedded(clips, tmp_path / "d" / "t.parquet", utt=["x1", "x2", "x1"])
+    got = rows(uri=str(tmp_path / "d"), id_column="utt")
+    assert [r["item_id"] for r in got[:2]] == ["x1", "x2"]
+    assert got[2]["error_code"] == "duplicate_id" and got[2]["item_id"] != "x1"
+
+
+def test_an_explicit_text_column_the_shards_lack_is_refused_before_any_work(tmp_path):
+    clips = corpora.write_clips(tmp_path / "clips", 1)
+    corpora.hf_parquet_embedded(clips, tmp_path / "d" / "t.parquet", sentence=["s"])
+    with pytest.raises(InputError, match="input.text_column"):
+        plan_input(InputSpec(uri=str(tmp_path / "d"), text_column="transcript"))

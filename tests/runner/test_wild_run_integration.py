@@ -1,0 +1,94 @@
+"""Wild corpora through a real run (local Ray): segments decoded by span, every line once
+as an item or an error row, and exit code 4 when most items fail (issue 11)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from pipeline.cli import main
+from pipeline.io.storage import arrow_filesystem
+from pipeline.io.tables import read_table
+from pipeline.spec import StorageOptions
+from pipeline.testing.tiny_ctc import build_tiny_ctc
+from tests.io import corpora
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    return build_tiny_ctc(str(tmp_path_factory.mktemp("models") / "w2v"), arch="wav2vec2", seed=3)
+
+
+def _spec_file(tmp_path, input_spec: dict, model: str, **runtime) -> str:
+    spec = {
+        "name": "wild",
+        "input": input_spec,
+        "tasks": [{"kind": "ctc", "model": model, "batch_size": 4, "chunk_length_s": 4}],
+        "output": {"uri": str(tmp_path / "out")},
+        "runtime": {"read_batch_items": 4, "decode_batch_size": 4, "progress_interval_s": 60}
+        | runtime,
+    }
+    path = tmp_path / "job.yaml"
+    path.write_text(json.dumps(spec))  # JSON is YAML
+    return str(path)
+
+
+def _tables(tmp_path):
+    fs, root = arrow_filesystem(str(tmp_path / "out"), StorageOptions())
+    return read_table(fs, root, "transcripts"), read_table(fs, root, "errors")
+
+
+def test_nemo_segments_run_once_each_decoding_only_their_span(
+    ray_address, tmp_path, tiny_model, capsys
+):
+    audio = corpora.steps_wav(tmp_path / "corpus" / "long.wav")
+    manifest = tmp_path / "corpus" / "manifest.jsonl"
+    corpora.nemo_manifest(
+        manifest,
+        [
+            {"audio_filepath": "long.wav", "duration": 1.0, "offset": 0.0, "text": "one"},
+            {"audio_filepath": "long.wav", "duration": 1.5, "offset": 1.5, "text": "two"},
+            {"audio_filepath": str(audio), "duration": 3.0, "text": "all", "speaker": "s1"},
+        ],
+    )
+    with manifest.open("a") as f:
+        f.write('{"audio_filepath": "long.wav", broken\n')
+    spec = _spec_file(
+        tmp_path, {"uri": str(tmp_path / "corpus"), "manifest": str(manifest)}, tiny_model
+    )
+    assert main(["run", spec]) == 0
+    transcripts, errors = _tables(tmp_path)
+    durations = sorted(transcripts.column("duration_s").to_pylist())
+    assert durations == pytest.approx([1.0, 1.5, 3.0], abs=1e-3)
+    assert sorted(transcripts.column("reference").to_pylist()) == ["all", "one", "two"]
+    whole = [r for r in transcripts.to_pylist() if r["reference"] == "all"][0]
+    assert json.loads(whole["metadata"])["speaker"] == "s1"
+    (bad,) = errors.to_pylist()
+    assert bad["error_code"] == "invalid_input" and "line 4" in bad["error_message"]
+    assert len(set(transcripts.column("item_id").to_pylist()) | {bad["item_id"]}) == 4
+    # A re-run finds all four done.
+    assert main(["run", spec]) == 0
+    transcripts2, errors2 = _tables(tmp_path)
+    assert transcripts2.num_rows == 3 and errors2.num_rows == 1
+
+
+def test_a_run_where_most_items_fail_exits_4_after_writing_everything(
+    ray_address, tmp_path, tiny_model, capsys
+):
+    corpus = tmp_path / "corpus"
+    corpora.write_clips(corpus, 1)
+    for i in range(3):
+        (corpus / f"junk{i}.wav").write_bytes(b"not audio at all " * 20)
+    spec = _spec_file(tmp_path, {"uri": str(corpus)}, tiny_model)
+    assert main(["run", spec]) == 4
+    err = capsys.readouterr().err
+    assert "3 of 4 items of this run failed" in err and "undecodable x3, e.g. " in err
+    transcripts, errors = _tables(tmp_path)
+    assert transcripts.num_rows == 1 and errors.num_rows == 3
+    # The share is this run's: one new good file and one new bad one are half, accepted.
+    corpora.write_clips(corpus / "more", 1)
+    (corpus / "more" / "junk9.wav").write_bytes(b"still not audio " * 20)
+    assert main(["run", spec]) == 0
