@@ -117,7 +117,7 @@ def test_a_table_without_files_is_an_empty_view_with_its_schema(tmp_path):
     assert described["error_code"] == "VARCHAR" and described["stage"] == "VARCHAR"
     assert list(described) == [
         "item_id", "source_uri", "member", "shard", "task", "error_code", "error_message",
-        "run_id", "stage",
+        "run_id", "metadata", "stage",
     ]  # fmt: skip
     runs = dict(rows(con, "SELECT column_name, column_type FROM (DESCRIBE runs)"))
     assert runs["started_at"] == "TIMESTAMP WITH TIME ZONE"
