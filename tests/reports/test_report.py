@@ -92,6 +92,7 @@ def test_languages_flags_and_errors_by_task_are_counted(tmp_path):
         "error_code": "model_failed",
         "error_message": "boom",
         "run_id": "r1",
+        "metadata": None,
         "stage": "w",
     }
     errors = conform(pa.Table.from_pylist([error]), "errors")
