@@ -10,8 +10,6 @@ from __future__ import annotations
 
 from collections import Counter
 
-import pyarrow.compute as pc
-
 from pipeline.io.tables import read_table
 
 EXIT_TOO_MANY_ERRORS = 4
@@ -24,6 +22,8 @@ def too_many_errors(items: int, failed: int, max_share: float) -> bool:
 
 def top_errors(fs, root: str, run_id: str, n: int = 5) -> list[tuple[str, int, str]]:
     """This run's `n` most common error codes: (code, rows, one example "where: message")."""
+    import pyarrow.compute as pc
+
     errors = read_table(fs, root, "errors")
     if errors is None:
         return []
