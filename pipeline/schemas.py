@@ -203,6 +203,7 @@ class SchemaMismatch(AudiobatchError):
 # Columns added to a table after its first release: a writer that predates them (or a
 # run that does not know them) may leave them out, and they are written as nulls.
 ADDED_LATER: dict[str, frozenset[str]] = {
+    "errors": frozenset({"metadata"}),
     "runs": frozenset(
         {
             "units",
@@ -215,7 +216,7 @@ ADDED_LATER: dict[str, frozenset[str]] = {
             "items_per_s",
             "realtime_factor",
         }
-    )
+    ),
 }
 
 
