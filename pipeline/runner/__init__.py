@@ -151,31 +151,6 @@ def _leased_run(spec, plan, run_id, started, t0, lease, retry, out, verbose) -> 
     return RunResult(run_id, status, counters, wall, spec.output.uri)
 
 
-def _take_lease(spec: JobSpec, run_id: str, out: Callable[[str], None]) -> Lease:
-    fs, root = filesystem(spec.output.uri, spec.output.storage)
-    lease = acquire(fs, root, run_id, spec.output.lease_ttl_s, where=spec.output.uri)
-    if not atomic_create(fs):
-        out(
-            f"warning: {spec.output.uri}: this storage has no exclusive create known to "
-            "audiobatch; two runs started at the same moment could both take the lease"
-        )
-    if lease.taken_over is not None:
-        old = lease.taken_over
-        out(
-            f"took over the lease of run {old.run_id} (host {old.host}, pid {old.pid}): "
-            f"no heartbeat since {datetime.fromtimestamp(old.heartbeat_at, UTC):%Y-%m-%d %H:%M:%SZ}"
-        )
-    return lease.start_heartbeat()
-
-
-def _lost(lease: Lease) -> str:
-    return (
-        f"no heartbeat could be written for {lease.info.ttl_s:g} s and another run took the "
-        "lease over, so both may have written the same items meanwhile; raise "
-        "output.lease_ttl_s if this run was only slow"
-    )
-
-
 class RunFailed(AudiobatchError):
     """The Ray job raised; the runs table has a `failed` row, and a re-run resumes."""
 
