@@ -128,12 +128,17 @@ def _load(args):
 
 
 def _validate(args) -> int:
+    from pipeline.plan import describe, stage_plans
+
     spec = _load(args)
     print(f"{args.spec}: valid job spec '{spec.name}' (hash {spec.spec_hash()})")
     print(f"  input:  {spec.input.uri} ({spec.input.format or 'format detected at run time'})")
     for t in spec.tasks:
         print(f"  task:   {t.task_name} ({t.kind}) model={t.model}")
     print(f"  output: {spec.output.uri}{_task_check(spec)}")
+    print("  plan (every column a stage reads is made upstream):")
+    for line in describe(stage_plans(spec)):
+        print(f"    {line}")
     if spec.schedule:
         from pipeline.schedule import next_runs
 

@@ -11,28 +11,32 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-ITEM_ID = "item_id"
-SOURCE_URI = "source_uri"
-MEMBER = "member"
-SHARD = "shard"
-AUDIO_BYTES = "audio_bytes"
-REFERENCE = "reference"
-METADATA = "metadata"
-INPUT_BYTES = "input_bytes"
-START_S = "start_s"  # a segment's span in its file (NeMo offsets, lhotse supervisions)
-END_S = "end_s"
-
-AUDIO = "audio"
-SAMPLE_RATE = "sample_rate"
-DURATION_S = "duration_s"
-
-ERROR_STAGE = "error_stage"
-ERROR_CODE = "error_code"
-ERROR_MESSAGE = "error_message"
-ERROR_COLUMNS = (ERROR_STAGE, ERROR_CODE, ERROR_MESSAGE)
-# `{task}__done`: an earlier run settled this task for the item; its stages pass the row
-# through and the sink writes nothing for it (see io/completion.py).
-TASK_DONE = "done"
+# Every name is re-exported (stages import names and types from here alone).
+from pipeline.column_names import (
+    AUDIO,
+    AUDIO_BYTES,
+    DURATION_S,
+    END_S,
+    ERROR_CODE,
+    ERROR_COLUMNS,
+    ERROR_MESSAGE,
+    ERROR_STAGE,
+    INPUT_BYTES,
+    ITEM_ID,
+    MEMBER,
+    METADATA,
+    REFERENCE,
+    SAMPLE_RATE,
+    SHARD,
+    SOURCE_URI,
+    SPEAKER,
+    SPEAKER_EMBEDDING,
+    START_S,
+    TASK_DONE,
+    TEXT,
+    TEXT_ID,
+    task_column,
+)
 
 # What the read step emits for every item (and for every unreadable shard).
 ITEM_SCHEMA = pa.schema(
@@ -53,11 +57,6 @@ ITEM_SCHEMA = pa.schema(
     ]
 )
 
-TEXT_ID = "text_id"
-TEXT = "text"
-SPEAKER = "speaker"
-SPEAKER_EMBEDDING = "speaker_embedding"
-
 # What the read step emits for the `texts` format (texts to synthesize): the item
 # columns without audio bytes, plus the text and its speaker. `reference` holds the
 # text too, so a round-trip transcript is scored against it like any other.
@@ -77,11 +76,6 @@ AUDIO_FIELDS = [
     pa.field(SAMPLE_RATE, pa.int32()),
     pa.field(DURATION_S, pa.float64()),
 ]
-
-
-def task_column(task: str, field: str) -> str:
-    """The column a task's stage writes `field` to, e.g. `ctc__text`."""
-    return f"{task}__{field}"
 
 
 def audio_seconds(table: pa.Table) -> float:

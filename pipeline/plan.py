@@ -1,7 +1,9 @@
 """From a validated job spec to the ordered list of stages the runner executes.
 
-The plan names each stage's class by import path, so planning imports no torch or
-transformers; the class is imported where the stage runs (a Ray worker or actor).
+The plan names each stage's class by import path, so planning imports no torch,
+transformers or pyarrow; the class is imported where the stage runs (a Ray worker or
+actor). Each stage's columns come from `pipeline/contract.py`, and the plan is checked:
+every column a stage reads is made upstream (`stage_plans`, which `validate` prints).
 """
 
 from __future__ import annotations
@@ -9,35 +11,17 @@ from __future__ import annotations
 import importlib
 import importlib.util
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from pipeline import contract
+from pipeline.column_names import AUDIO
+from pipeline.contract import MODEL_STAGES, Columns, Resources
 from pipeline.errors import SpecError
-from pipeline.io.tables import TaskInfo
 from pipeline.spec import JobSpec
-from pipeline.stages.base import Resources, Stage
 
-
-@dataclass(frozen=True)
-class StageKind:
-    """Where a task kind's stage class lives, which table it writes, whether it is scored."""
-
-    module: str
-    cls: str
-    table: str
-    scored: bool
-
-
-MODEL_STAGES: dict[str, StageKind] = {
-    "ctc": StageKind("pipeline.stages.ctc", "CtcStage", "transcripts", scored=True),
-    "whisper": StageKind("pipeline.stages.whisper", "WhisperStage", "transcripts", scored=True),
-    "classify": StageKind(
-        "pipeline.stages.classify", "ClassifyStage", "classifications", scored=False
-    ),
-    "frames": StageKind("pipeline.stages.frames", "FramesStage", "classifications", scored=False),
-    "synthesize": StageKind(
-        "pipeline.stages.synthesize", "SynthesizeStage", "syntheses", scored=False
-    ),
-}
+if TYPE_CHECKING:
+    from pipeline.io.tables import TaskInfo
+    from pipeline.stages.base import Stage
 
 
 @dataclass(frozen=True)
@@ -58,8 +42,13 @@ class StagePlan:
     factory: StageFactory
     resources: Resources
     batch_size: int | None  # None: one upstream block per call (keeps writes small and frequent)
-    uses_audio: bool = True  # False: the decoded audio can be dropped before this stage
+    columns: Columns = Columns()
     cpus_from_spec: bool = False  # the spec set num_cpus: fitting to the cluster keeps it
+
+    @property
+    def uses_audio(self) -> bool:
+        """False: the decoded audio can be dropped before this stage."""
+        return AUDIO in self.columns.reads
 
 
 @dataclass(frozen=True)
@@ -70,10 +59,28 @@ class Plan:
 
 
 def build_plan(spec: JobSpec) -> Plan:
+    """The checked stages (`stage_plans`) and what the sink needs to know of each task."""
+    from pipeline.io.tables import TaskInfo
+
+    tasks = [
+        TaskInfo(
+            t.task_name,
+            t.kind,
+            t.model,
+            MODEL_STAGES[t.kind].table,
+            roundtrip=getattr(t, "roundtrip_task", None),
+        )
+        for t in spec.tasks
+    ]
+    return Plan(stage_plans(spec), tasks, spec.tasks[0].sample_rate)
+
+
+def stage_plans(spec: JobSpec) -> list[StagePlan]:
     """decode -> one model stage per task -> score (when any task produces text).
 
     A `texts` job has no decode: synthesize -> write its audio -> the ASR tasks, which
-    transcribe the synthesized audio -> score against the input text.
+    transcribe the synthesized audio -> score against the input text. Raises SpecError
+    when a stage reads a column that neither the input nor an earlier stage makes.
     """
     rate = spec.tasks[0].sample_rate
     synth = next((t for t in spec.tasks if t.kind == "synthesize"), None)
@@ -95,20 +102,12 @@ def build_plan(spec: JobSpec) -> Plan:
                 ),
                 Resources(num_cpus=0.5),
                 None,
-                uses_audio=False,
+                contract.score_columns(scored),
             )
         )
-    tasks = [
-        TaskInfo(
-            t.task_name,
-            t.kind,
-            t.model,
-            MODEL_STAGES[t.kind].table,
-            roundtrip=getattr(t, "roundtrip_task", None),
-        )
-        for t in spec.tasks
-    ]
-    return Plan(stages, tasks, rate)
+    inputs = contract.TEXT_ITEM_COLUMNS if synth else contract.ITEM_COLUMNS
+    contract.check_columns(((s.name, s.columns) for s in stages), inputs)
+    return stages
 
 
 def _decode_stage(spec: JobSpec, rate: int) -> StagePlan:
@@ -121,6 +120,7 @@ def _decode_stage(spec: JobSpec, rate: int) -> StagePlan:
         ),
         Resources(num_cpus=1),
         spec.runtime.decode_batch_size,
+        contract.decode_columns(),
     )
 
 
@@ -140,6 +140,7 @@ def _model_stage(spec: JobSpec, task) -> StagePlan:
             max_actors=task.actors,
         ),
         task.batch_size,
+        contract.model_columns(task.kind, task.task_name),
         cpus_from_spec="num_cpus" in task.model_fields_set,
     )
 
@@ -163,5 +164,56 @@ def _synthesis_stages(spec: JobSpec, synth) -> list[StagePlan]:
         ),
         Resources(num_cpus=0.5),
         None,
+        contract.audio_write_columns(synth.task_name),
     )
     return [_model_stage(spec, synth), write]
+
+
+def describe(stages: list[StagePlan]) -> list[str]:
+    """The checked plan as lines for `validate`: each stage's resources and columns."""
+    lines = []
+    for s in stages:
+        lines.append(f"{s.name}: {_resources(s)}")
+        lines.append(f"    reads {_names(s.columns.reads)}")
+        lines.append(f"    adds  {_names(s.columns.adds)}")
+        if s.columns.drops:
+            lines.append(f"    drops {_names(s.columns.drops)}")
+    users = [s.name for s in stages if s.uses_audio]
+    if users:
+        lines.append(f"decoded audio is dropped after {users[-1]}")
+    return lines
+
+
+def _resources(stage: StagePlan) -> str:
+    r = stage.resources
+    each = f"{r.num_cpus:g} CPU" + (f" + {r.num_gpus:g} GPU" if r.num_gpus else "")
+    if not r.actor:
+        return f"tasks of {each}"
+    pool = "1 actor" if r.max_actors == 1 else f"up to {r.max_actors} actors"
+    batch = f", batches of {stage.batch_size}" if stage.batch_size else ""
+    fitted = "" if stage.cpus_from_spec else " (CPUs fitted to the cluster at run time)"
+    return f"{pool} of {each}{batch}{fitted}"
+
+
+def _names(columns: tuple[str, ...]) -> str:
+    """Columns as `a, t__{x, y}, {u, v}__{x, y}`: task columns grouped by task, and tasks
+    with the same fields grouped together, in order."""
+    fields: dict[str, list[str]] = {}
+    for c in columns:
+        task, sep, name = c.rpartition("__")
+        if sep:
+            fields.setdefault(task, []).append(name)
+        else:
+            fields.setdefault(c, [])
+    same: dict[tuple[str, ...], list[str]] = {}
+    for task, names in fields.items():
+        same.setdefault(tuple(names), []).append(task)
+    return ", ".join(_group(tasks, names) for names, tasks in same.items()) or "nothing"
+
+
+def _group(tasks: list[str], names: tuple[str, ...]) -> str:
+    if not names:
+        return ", ".join(tasks)
+    head = tasks[0] if len(tasks) == 1 else "{" + ", ".join(tasks) + "}"
+    tail = names[0] if len(names) == 1 else "{" + ", ".join(names) + "}"
+    return f"{head}__{tail}"

@@ -40,9 +40,12 @@ def test_help_imports_no_heavy_stack():
     assert "run" in out.stdout and "query" in out.stdout
 
 
-def test_validate_imports_no_heavy_stack():
+def test_validate_imports_no_heavy_stack(capsys):
     assert _imported_after("main(['validate', 'jobs/librispeech-ctc.yaml'])") == []
     assert main(["validate", str(ROOT / "jobs/librispeech-ctc.yaml")]) == 0
+    out = capsys.readouterr().out  # the checked plan: stages, resources, columns
+    assert "ctc: 1 actor of 1 CPU + 1 GPU, batches of 256" in out
+    assert "reads reference, ctc__text" in out and "decoded audio is dropped after ctc" in out
 
 
 def test_invalid_spec_exits_2_with_the_field(tmp_path, capsys):

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 import pyarrow as pa
 
 from pipeline.columns import AUDIO, SAMPLE_RATE, TEXT_ID, task_column
+from pipeline.contract import audio_write_columns
 from pipeline.errors import ErrorCode, RowError
 from pipeline.spec import StorageOptions
 from pipeline.stages.base import Stage, StageOutput
@@ -33,7 +34,7 @@ class AudioWriteStage(Stage):
         self._fs, _ = filesystem(self.root, storage)
 
     def reads(self) -> Sequence[str]:
-        return (AUDIO, SAMPLE_RATE, TEXT_ID)
+        return audio_write_columns(self.synth_task).reads
 
     def adds(self) -> pa.Schema:
         return pa.schema([pa.field(task_column(self.synth_task, "audio_uri"), pa.string())])

@@ -26,20 +26,6 @@ from pipeline.columns import ERROR_CODE, ERROR_MESSAGE, ERROR_STAGE, TASK_DONE, 
 from pipeline.errors import ErrorCode, RowError
 
 
-@dataclass(frozen=True)
-class Resources:
-    """What one copy of a stage needs from the cluster.
-
-    `actor` stages load something once (a model) and run as a Ray Data actor pool;
-    the others run as stateless tasks. `num_gpus` may be a fraction for small models.
-    """
-
-    num_cpus: float = 1.0
-    num_gpus: float = 0.0
-    actor: bool = False
-    max_actors: int = 1
-
-
 @dataclass
 class StageOutput:
     """What `process` returns for the healthy rows it was given (same order).

@@ -28,6 +28,7 @@ from pipeline.columns import (
     SAMPLE_RATE,
     START_S,
 )
+from pipeline.contract import decode_columns
 from pipeline.errors import AudioDecodeError, ErrorCode, RowError
 from pipeline.io.audio import Span, decode_audio
 from pipeline.spec import DecodeSpec
@@ -47,13 +48,13 @@ class DecodeStage(Stage):
         self._decoded: list[np.ndarray | RowError] | None = None  # set by `calls` for `process`
 
     def reads(self) -> Sequence[str]:
-        return (AUDIO_BYTES,)
+        return decode_columns().reads
 
     def adds(self) -> pa.Schema:
         return pa.schema(AUDIO_FIELDS)
 
     def drops(self) -> Sequence[str]:
-        return (AUDIO_BYTES,)
+        return decode_columns().drops
 
     def calls(self, batch: pa.Table) -> Iterator[pa.Table]:
         """Decode `batch` row by row, yielding a block of rows each time their decoded audio

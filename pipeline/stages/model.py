@@ -21,7 +21,8 @@ from typing import Any, ClassVar
 import numpy as np
 import pyarrow as pa
 
-from pipeline.columns import AUDIO, SAMPLE_RATE, task_column
+from pipeline.columns import task_column
+from pipeline.contract import MODEL_STAGES
 from pipeline.errors import RowError
 from pipeline.models.base import ModelAdapter
 from pipeline.models.device import configure_threads, pick_device
@@ -66,7 +67,7 @@ class ModelStage(Stage):
         return self.load()._model
 
     def reads(self) -> Sequence[str]:
-        return (AUDIO, SAMPLE_RATE)
+        return MODEL_STAGES[self.spec.kind].reads
 
     def adds(self) -> pa.Schema:
         return pa.schema([pa.field(task_column(self.name, f), t) for f, t in self.FIELDS.items()])

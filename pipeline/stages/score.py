@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import pyarrow as pa
 
 from pipeline.columns import REFERENCE, task_column
+from pipeline.contract import score_columns
 from pipeline.errors import ErrorCode, RowError
 from pipeline.metrics.wer import char_edits, word_edits
 from pipeline.schemas import SCORE_COUNTS
@@ -61,7 +62,7 @@ class ScoreStage(Stage):
         return self.tasks
 
     def reads(self) -> Sequence[str]:
-        return (REFERENCE, *(task_column(t, "text") for t in self.tasks))
+        return score_columns(self.tasks).reads
 
     def adds(self) -> pa.Schema:
         return pa.schema(

@@ -27,7 +27,6 @@ its row (MODEL_FAILED).
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -117,9 +116,6 @@ class SynthesizeStage(ModelStage):
             what="piece",
             describe=lambda piece: f"sentence piece {piece.index}",
         )
-
-    def reads(self) -> Sequence[str]:
-        return (TEXT_ID, TEXT, SPEAKER, SPEAKER_EMBEDDING)
 
     def adds(self) -> pa.Schema:
         return pa.schema([*AUDIO_FIELDS, *super().adds()])

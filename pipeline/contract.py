@@ -1,0 +1,211 @@
+"""The stage contract: what each stage of a plan reads, adds and drops, by column name,
+and what one copy of it needs from the cluster.
+
+Everything here is known from the spec alone (no pyarrow, torch or model load), so
+`build_plan` checks the columns and `validate` prints the checked plan instantly. The
+stage classes hold the Arrow types of the same columns; `tests/test_contract.py` checks
+that every class's `reads()`/`adds()`/`drops()` say exactly what its entry here says.
+
+Adding a model kind that writes an existing table: its spec class (`spec.py`), its entry
+in `MODEL_STAGES`, its `ModelStage` subclass, its loader.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from pipeline import column_names as C
+from pipeline.errors import SpecError
+
+
+@dataclass(frozen=True)
+class Resources:
+    """What one copy of a stage needs from the cluster.
+
+    `actor` stages load something once (a model) and run as a Ray Data actor pool;
+    the others run as stateless tasks. `num_gpus` may be a fraction for small models.
+    """
+
+    num_cpus: float = 1.0
+    num_gpus: float = 0.0
+    actor: bool = False
+    max_actors: int = 1
+
+
+@dataclass(frozen=True)
+class Columns:
+    """The columns a stage needs, the ones it adds, and the ones it removes once used."""
+
+    reads: tuple[str, ...] = ()
+    adds: tuple[str, ...] = ()
+    drops: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class StageKind:
+    """A task kind: where its stage class lives, which table it writes, whether it is
+    scored, the `{task}__{field}` fields it adds, and what it reads (and adds unprefixed)."""
+
+    module: str
+    cls: str
+    table: str
+    scored: bool
+    fields: tuple[str, ...]
+    reads: tuple[str, ...] = (C.AUDIO, C.SAMPLE_RATE)
+    adds_shared: tuple[str, ...] = ()  # unprefixed columns, for the stages downstream
+
+
+AUDIO_COLUMNS = (C.AUDIO, C.SAMPLE_RATE, C.DURATION_S)  # what decode adds
+_TRANSCRIPT = ("text",)
+_CLASSIFICATION = ("labels", "windows", "segments", "model")
+
+MODEL_STAGES: dict[str, StageKind] = {
+    "ctc": StageKind(
+        "pipeline.stages.ctc",
+        "CtcStage",
+        "transcripts",
+        scored=True,
+        fields=(*_TRANSCRIPT, "words", "confidence", "model"),
+    ),
+    "whisper": StageKind(
+        "pipeline.stages.whisper",
+        "WhisperStage",
+        "transcripts",
+        scored=True,
+        fields=(
+            *_TRANSCRIPT,
+            "language",
+            "language_prob",
+            "segments",
+            "words",
+            "avg_logprob",
+            "no_speech_prob",
+            "compression_ratio",
+            "flags",
+            "confidence",
+            "model",
+        ),
+    ),
+    "classify": StageKind(
+        "pipeline.stages.classify",
+        "ClassifyStage",
+        "classifications",
+        scored=False,
+        fields=_CLASSIFICATION,
+    ),
+    "frames": StageKind(
+        "pipeline.stages.frames",
+        "FramesStage",
+        "classifications",
+        scored=False,
+        fields=_CLASSIFICATION,
+    ),
+    "synthesize": StageKind(
+        "pipeline.stages.synthesize",
+        "SynthesizeStage",
+        "syntheses",
+        scored=False,
+        fields=(
+            "normalized_text",
+            "n_frames",
+            "runaway",
+            "empty",
+            "model",
+            "chars_per_s",
+            "leading_silence_s",
+            "trailing_silence_s",
+            "silence_share",
+            "clipping_share",
+            "rms_dbfs",
+        ),
+        reads=(C.TEXT_ID, C.TEXT, C.SPEAKER, C.SPEAKER_EMBEDDING),
+        adds_shared=AUDIO_COLUMNS,  # the ASR tasks downstream transcribe what it spoke
+    ),
+}
+
+# The per-task fields scoring adds (the names of `schemas.SCORE_COUNTS`).
+SCORE_FIELDS = (
+    "normalizer",
+    "ref_words",
+    "substitutions",
+    "deletions",
+    "insertions",
+    "wer",
+    "ref_chars",
+    "char_edits",
+    "cer",
+)
+
+_ERRORS = (C.ERROR_STAGE, C.ERROR_CODE, C.ERROR_MESSAGE)
+# What the read step emits: `columns.ITEM_SCHEMA` / `TEXT_ITEM_SCHEMA`, by name.
+ITEM_COLUMNS = (
+    C.ITEM_ID,
+    C.SOURCE_URI,
+    C.MEMBER,
+    C.SHARD,
+    C.AUDIO_BYTES,
+    C.REFERENCE,
+    C.METADATA,
+    C.INPUT_BYTES,
+    C.START_S,
+    C.END_S,
+    *_ERRORS,
+)
+TEXT_ITEM_COLUMNS = (
+    *(c for c in ITEM_COLUMNS if c not in (C.AUDIO_BYTES, C.START_S, C.END_S)),
+    C.TEXT_ID,
+    C.TEXT,
+    C.SPEAKER,
+    C.SPEAKER_EMBEDDING,
+)
+
+
+def decode_columns() -> Columns:
+    return Columns(reads=(C.AUDIO_BYTES,), adds=AUDIO_COLUMNS, drops=(C.AUDIO_BYTES,))
+
+
+def model_columns(kind: str, task: str) -> Columns:
+    """A task's model stage: what its kind reads, its `{task}__{field}` columns."""
+    k = MODEL_STAGES[kind]
+    return Columns(reads=k.reads, adds=(*k.adds_shared, *task_fields(kind, task)))
+
+
+def task_fields(kind: str, task: str) -> tuple[str, ...]:
+    return tuple(C.task_column(task, f) for f in MODEL_STAGES[kind].fields)
+
+
+def score_columns(tasks: Sequence[str]) -> Columns:
+    return Columns(
+        reads=(C.REFERENCE, *(C.task_column(t, "text") for t in tasks)),
+        adds=tuple(C.task_column(t, f) for t in tasks for f in SCORE_FIELDS),
+    )
+
+
+def audio_write_columns(synth_task: str) -> Columns:
+    return Columns(
+        reads=(C.AUDIO, C.SAMPLE_RATE, C.TEXT_ID), adds=(C.task_column(synth_task, "audio_uri"),)
+    )
+
+
+def check_columns(stages: Iterable[tuple[str, Columns]], inputs: Iterable[str]) -> None:
+    """Every column a stage reads is made by the read step or a stage before it: else a
+    SpecError naming the stage, the column, and where it would come from."""
+    have = set(inputs)
+    for name, cols in stages:
+        missing = [c for c in cols.reads if c not in have]
+        if missing:
+            raise SpecError(
+                f"stage {name!r} reads {', '.join(missing)}, which neither the input nor an "
+                f"earlier stage makes; {_made_by(missing[0])}"
+            )
+        have = (have | set(cols.adds)) - set(cols.drops)
+
+
+def _made_by(column: str) -> str:
+    if column in AUDIO_COLUMNS:
+        return "audio comes from decoding audio input or from a synthesize task before it"
+    if column in TEXT_ITEM_COLUMNS:
+        return f"{column!r} comes from input.format: texts"
+    task, _, field = column.partition("__")
+    return f"{field!r} of task {task!r} comes from that task's stage, which must run earlier"
