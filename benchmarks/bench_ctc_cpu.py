@@ -90,7 +90,7 @@ def pipeline_run(
         }
     )
     t0 = time.perf_counter()
-    result = run_job(spec, out=lambda _: None)
+    result = run_job(spec, out=lambda _: None, report=False)
     return time.perf_counter() - t0, result.counters.audio_s, result.counters.items
 
 

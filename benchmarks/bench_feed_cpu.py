@@ -167,7 +167,7 @@ def pipeline_run(folder: Path, out: Path) -> Run:
     runner.build_plan = null_model_plan  # the benchmark's whole point: no model
     try:
         cpu0, t0 = tree_cpu(), time.perf_counter()
-        result = runner.run_job(spec, out=lambda _line: None)
+        result = runner.run_job(spec, out=lambda _line: None, report=False)
         wall, cpu = time.perf_counter() - t0, tree_cpu() - cpu0
     finally:
         runner.build_plan = real

@@ -149,7 +149,7 @@ def ctc_job(corpus: Path, model: str, out: Path, device: str, batch: int) -> dic
     if not ray.is_initialized():
         ray.init(address="local", include_dashboard=False, logging_level="WARNING")
     t0 = time.perf_counter()
-    result = run_job(spec, out=lambda line: print("  " + line))
+    result = run_job(spec, out=lambda line: print("  " + line), report=False)
     wall = time.perf_counter() - t0
     c = result.counters
     return {

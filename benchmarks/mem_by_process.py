@@ -98,7 +98,7 @@ def main() -> None:
             print(f"t={time.monotonic() - t0:5.0f}s total pss {total} MiB | {cells}", flush=True)
 
     threading.Thread(target=watch, daemon=True).start()
-    result = run_job(spec, out=lambda _: None)
+    result = run_job(spec, out=lambda _: None, report=False)
     stop.set()
     print(f"{result.counters.items} items in {result.wall_s:.1f} s")
 

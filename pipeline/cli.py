@@ -161,17 +161,12 @@ def _task_check(spec) -> str:
 
 def _run(args) -> int:
     spec = _load(args)
-    from pipeline.io.storage import arrow_filesystem, storage_errors
-    from pipeline.reports.report import ReportRequest, build_report, write_report
+    from pipeline.io.storage import arrow_filesystem
     from pipeline.runner import run_job
 
     result = run_job(spec, verbose=args.verbose, retry=_retry_policy(args.retry_errors))
-    with storage_errors(spec.output.uri, "output", spec.output.storage):
-        fs, root = arrow_filesystem(spec.output.uri, spec.output.storage)
-        request = ReportRequest(spec.output.uri, spec.output.storage, settings=spec.report)
-        report = build_report(request)
-        write_report(fs, root, report)
-    print(_summary(result, report, spec.output.uri))
+    print(_summary(result, result.report, spec.output.uri))
+    fs, root = arrow_filesystem(spec.output.uri, spec.output.storage)
     return _error_share_exit(result, spec, fs, root)
 
 

@@ -48,7 +48,11 @@ def connect(output: str, storage: StorageOptions | None = None) -> duckdb.DuckDB
 # DuckDB asks a registered filesystem for each file's details and size several times per
 # query: with s3fs's listing cache off (as the writers need it: other processes write) that
 # is ~7 requests a file, 11 s for a query over 20 files on the emulator; answered from the
-# glob's own listing, 0.4 s. New files are then seen within this many seconds.
+# glob's own listing, 0.4 s. New files are then seen within this many seconds. Each
+# connection gets its own filesystem instance (`skip_instance_cache`), so its listings
+# are its own: fsspec would otherwise hand every connection of the process the same
+# instance, and a report built right after a run would list files that run has since
+# replaced (FileNotFoundError) and miss the ones it wrote.
 LISTING_TTL_S = 30
 
 
@@ -56,7 +60,8 @@ def reader_filesystem(fs):
     if "use_listings_cache" not in fs.storage_options:
         return fs
     options = {**fs.storage_options, "use_listings_cache": True}
-    reader = type(fs)(**(options | {"listings_expiry_time": LISTING_TTL_S}))
+    options |= {"listings_expiry_time": LISTING_TTL_S, "skip_instance_cache": True}
+    reader = type(fs)(**options)
     reader.retries = getattr(fs, "retries", reader.retries)
     return reader
 

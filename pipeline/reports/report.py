@@ -164,6 +164,19 @@ def _now() -> str:
     return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def report_output(spec) -> dict:
+    """Build the report of `spec`'s whole output and write it next to the tables (what
+    `run` does after every run; `run_job` does it too). Returns the report."""
+    from pipeline.io.storage import arrow_filesystem, storage_errors
+
+    with storage_errors(spec.output.uri, "output", spec.output.storage):
+        fs, root = arrow_filesystem(spec.output.uri, spec.output.storage)
+        request = ReportRequest(spec.output.uri, spec.output.storage, settings=spec.report)
+        report = build_report(request)
+        write_report(fs, root, report)
+    return report
+
+
 def write_report(fs: pafs.FileSystem, root: str, report: dict) -> tuple[str, str, str]:
     """Write report.json, report.md and report.html next to the tables; return their paths."""
     from pipeline.reports.html import render_html

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 import pyarrow as pa
@@ -58,6 +58,7 @@ class RunResult:
     wall_s: float
     output_uri: str
     message: str | None = None
+    report: dict | None = None  # the output's report, written next to the tables
 
 
 def run_job(
@@ -66,13 +67,16 @@ def run_job(
     out: Callable[[str], None] = print,
     retry: RetryPolicy | None = None,
     verbose: bool = False,
+    report: bool = True,
 ) -> RunResult:
     """Run `spec` to completion on the configured (or a local) Ray cluster.
 
     The output's lease is taken first: while another run holds it, `LeaseHeld` is raised
     and nothing is read or written. `retry` says which permanent errors of earlier runs
     to retry (transient ones always are; io/completion.py); `verbose` lets every line of
-    Ray's own output through (see runner/ray_logs.py)."""
+    Ray's own output through (see runner/ray_logs.py). After a successful run the
+    output's report (report.json/.md/.html, pipeline/reports/) is written and returned
+    in `RunResult.report`, unless `report` is False."""
     run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ-") + uuid.uuid4().hex[:6]
     started, t0 = datetime.now(UTC), time.monotonic()
     plan = build_plan(spec)
@@ -88,6 +92,10 @@ def run_job(
         )
     if result.status != "succeeded":
         raise RunFailed(f"run {run_id} failed: {result.message}")
+    if report:
+        from pipeline.reports.report import report_output
+
+        result = replace(result, report=report_output(spec))
     return result
 
 

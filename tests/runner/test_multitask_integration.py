@@ -92,6 +92,9 @@ def test_four_tasks_share_one_decode_and_land_once_each(ray_address, tmp_path):
     assert all(r["segments"] is not None and r["labels"] is None for r in by_task["vad"])
 
     report = build_report(ReportRequest(str(out)))
+    # run_job from Python writes the same report the CLI does, next to the tables.
+    assert result.report is not None and set(result.report["tasks"]) == set(report["tasks"])
+    assert all((out / f"report.{ext}").stat().st_size for ext in ("json", "md", "html"))
     assert set(report["tasks"]) == {"ctc", "whisper"}
     assert set(report["classifications"]) == {"tags", "vad"}
     assert report["classifications"]["tags"]["labels"]
