@@ -2,6 +2,7 @@
 missing and possible) loads it with no console error and every plot has a size."""
 
 import json
+import os
 import posixpath
 
 import pyarrow.fs as pafs
@@ -96,3 +97,50 @@ def test_report_loads_in_chromium_without_errors_and_every_plot_has_a_size(chrom
     # histograms; the comparison; labels and scores; runs over time.
     assert len(sizes) >= 12, sizes
     assert all(w > 0 and h > 0 for w, h in sizes), sizes
+
+
+@pytest.mark.integration
+def test_the_demos_report_loads_in_chromium_without_errors(chromium, ray_address, tmp_path):
+    """`make demo`'s job (jobs/demo.yaml over `demo-assets`, its paths made absolute so the
+    session's Ray workers find them) run by the CLI; its report.html in Chromium. With
+    AUDIOBATCH_REPORT_SHOT=docs/report.png it also takes the README's screenshot."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from pipeline.demo_assets import build_demo_assets
+
+    demo = tmp_path / ".demo"
+    build_demo_assets(demo)
+    models = demo / "models"
+    absolute = {
+        "input.uri": f"{demo}/corpus/",
+        "input.manifest": f"{demo}/corpus/manifest.jsonl",
+        "tasks.0.model": f"{models}/wav2vec2-tiny",
+        "tasks.1.model": f"{models}/whisper-tiny",
+        "tasks.2.model": f"{models}/ast-tiny",
+        "output.uri": f"{demo}/out/",
+    }
+    sets = [a for k, v in absolute.items() for a in ("--set", f"{k}={v}")]
+    root = Path(__file__).resolve().parents[2]
+    cli = str(Path(sys.executable).parent / "audiobatch")
+    done = subprocess.run(
+        [cli, "run", str(root / "jobs/demo.yaml"), *sets, "--address", ray_address],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "report" in done.stdout
+    with Browser(chromium) as browser:
+        browser.open(demo / "out" / "report.html")
+        sizes = json.loads(browser.evaluate(PLOT_SIZES))
+        text = browser.evaluate("document.body.innerText")
+        errors = browser.console_errors()
+        if shot := os.environ.get("AUDIOBATCH_REPORT_SHOT"):  # the README's screenshot
+            browser.screenshot(Path(shot))
+    assert errors == []
+    assert all(w > 0 and h > 0 for w, h in sizes) and len(sizes) >= 6, sizes
+    # The demo's three tasks and its broken files are all in the page.
+    for shown in ("ctc", "whisper", "sounds", "errors"):
+        assert shown in text, shown
