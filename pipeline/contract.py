@@ -137,6 +137,11 @@ SCORE_FIELDS = (
     "cer",
 )
 
+# The synthesis round trip, a mapping the sink applies (io/tables.py): a `syntheses` row
+# gets the transcript and scores of its `roundtrip_task` (an ASR task of the same job that
+# transcribed the synthesized audio): that task's field -> the syntheses column it fills.
+ROUNDTRIP = {"text": "transcript"} | {f: f for f in SCORE_FIELDS}
+
 _ERRORS = (C.ERROR_STAGE, C.ERROR_CODE, C.ERROR_MESSAGE)
 # What the read step emits: `columns.ITEM_SCHEMA` / `TEXT_ITEM_SCHEMA`, by name.
 ITEM_COLUMNS = (

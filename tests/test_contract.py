@@ -96,3 +96,9 @@ def test_describe_groups_task_columns_and_says_resources(tmp_path):
     assert "ctc: 1 actor of 1 CPU + 1 GPU, batches of 64" in lines[4]
     assert "    reads reference, {ctc, whisper}__text" in lines
     assert lines[-1] == "decoded audio is dropped after vad"
+
+
+def test_the_round_trip_fills_syntheses_columns_from_asr_fields():
+    syntheses = set(TABLES["syntheses"][0].names)
+    assert set(contract.ROUNDTRIP.values()) <= syntheses
+    assert set(contract.ROUNDTRIP) <= {"text", *contract.SCORE_FIELDS}

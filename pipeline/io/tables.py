@@ -18,7 +18,8 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from pipeline import columns as C
-from pipeline.schemas import SCORE_COUNTS, TABLES, conform
+from pipeline.contract import ROUNDTRIP
+from pipeline.schemas import TABLES, conform
 
 
 @dataclass(frozen=True)
@@ -130,10 +131,6 @@ def _add_errors(parts, rows: pa.Table, task: str | None, names, run_id: str) -> 
         parts.setdefault(("errors", stage), []).append(part)
 
 
-# Round trip: an ASR task's column -> the syntheses column it fills.
-_ROUNDTRIP = {"text": "transcript"} | {f.name: f.name for f in SCORE_COUNTS}
-
-
 def _task_rows(good: pa.Table, task: TaskInfo, run_id: str) -> pa.Table:
     prefix = f"{task.name}__"
     table = _with_run(good, run_id)
@@ -168,7 +165,7 @@ def _with_roundtrip(table: pa.Table, task: TaskInfo) -> pa.Table:
     table = table.append_column(
         C.task_column(task.name, "roundtrip_task"), pa.array([asr] * table.num_rows, pa.string())
     )
-    for source, target in _ROUNDTRIP.items():
+    for source, target in ROUNDTRIP.items():
         name = C.task_column(asr, source)
         if name not in table.column_names:
             continue
