@@ -34,6 +34,8 @@ class Faults:
     down: bool = False
     seed: int = 0
     counts: dict[str, int] = field(default_factory=dict)
+    # Every request line seen ("GET /bucket/key?query"), in order: what was asked how often.
+    requests: list[str] = field(default_factory=list)
 
 
 class FaultProxy:
@@ -136,6 +138,8 @@ class FaultProxy:
 
     def _pick(self, request: str) -> str | None:
         f = self.faults
+        with self._lock:
+            f.requests.append(request)
         if f.stall and re.match(f.stall, request):
             self._count("stall")
             return "stall"

@@ -223,7 +223,7 @@ def _execute(
         override_filesystem=out_fs,
         checkpoint_manager_cls=CleanupOnlyCheckpointManager,  # our reader skips done ids
     )
-    progress = ProgressActor.remote()
+    progress = ProgressActor.options(scheduling_strategy=_on_driver_node()).remote()
     ds = _dataset(spec, plan, inputs, done, progress)
     sink_root = spec.output.uri if "://" in spec.output.uri else out_root
     sink = TablesDatasink(
@@ -259,6 +259,14 @@ def _execute(
         ray.kill(progress)
         ctx.checkpoint_config = None
     return status, counters, message
+
+
+def _on_driver_node():
+    """The progress counters live on the driver's node: left to Ray, a 0-CPU actor may land
+    on a worker node, and losing that node would lose every count of the run."""
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    return NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
 
 
 def _dataset(spec: JobSpec, plan: Plan, inputs, done: Completion, progress):

@@ -1,14 +1,19 @@
 """A real Ray head on loopback with the dashboard (the Jobs API): `ray start --head --block`
 in a process group of its own, ended by signalling that group (never `ray stop`, which
 ends every Ray process on the machine). Every port is picked free, so it coexists with
-the session's cluster and other people's. Multi-node clusters: infra/local_cluster.py.
+the session's cluster and other people's. Multi-node clusters: `start_local_cluster`, which
+runs infra/local_cluster.py (`ray.cluster_utils.Cluster`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import select
 import subprocess
+import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -94,3 +99,83 @@ def start_head(
     ]
     node = _start("head", args, folder, {**env, "RAY_TMPDIR": str(folder)})
     return node, f"127.0.0.1:{port}", f"http://127.0.0.1:{dashboard}"
+
+
+@dataclass
+class LocalCluster:
+    """A head and worker nodes run by infra/local_cluster.py in a process group of its own:
+    `info` is what it printed (address, dashboard, nodes with name, node_id, cache)."""
+
+    proc: subprocess.Popen
+    info: dict
+    log: Path
+
+    @property
+    def nodes(self) -> dict[str, dict]:
+        return {n["name"]: n for n in self.info["nodes"]}
+
+    def kill(self, name: str, timeout_s: float = 120.0) -> None:
+        """SIGKILL every process of one worker node (the helper's `kill NAME`)."""
+        self.proc.stdin.write(f"kill {name}\n")
+        self.proc.stdin.flush()
+        answer = _json_line(self.proc, self.log, timeout_s)
+        if answer != {"killed": name}:
+            raise RuntimeError(f"local_cluster did not kill {name}: {answer}")
+
+    def stop(self) -> None:
+        """`stop`, then the whole process group if it has not ended within a minute."""
+        if self.proc.poll() is None:
+            with contextlib.suppress(OSError):
+                self.proc.stdin.write("stop\n")
+                self.proc.stdin.flush()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(timeout=60)
+        stop_process_group(self.proc, grace_s=10)
+
+
+def start_local_cluster(
+    folder: Path, *, workers: int, cpus_per_worker: float, env: dict, timeout_s: float = 300.0
+) -> LocalCluster:
+    """infra/local_cluster.py with its caches under `folder/nodes`; its log in `folder`."""
+    log = folder / "local_cluster.log"
+    cmd = [
+        sys.executable,
+        str(ROOT / "infra" / "local_cluster.py"),
+        f"--workers={workers}",
+        f"--cpus-per-worker={cpus_per_worker:g}",
+        f"--root={folder / 'nodes'}",
+    ]
+    with log.open("w") as err:
+        proc = subprocess.Popen(
+            cmd,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=err,
+            text=True,
+            env=env,
+            start_new_session=True,
+        )
+    cluster = LocalCluster(proc, {}, log)
+    try:
+        cluster.info = _json_line(proc, log, timeout_s)
+    except BaseException:
+        cluster.stop()
+        raise
+    return cluster
+
+
+def _json_line(proc: subprocess.Popen, log: Path, timeout_s: float) -> dict:
+    """The helper's next JSON line on stdout (anything else there is skipped)."""
+    deadline = time.monotonic() + timeout_s
+    while (left := deadline - time.monotonic()) > 0:
+        ready, _, _ = select.select([proc.stdout], [], [], min(left, 1.0))
+        if ready:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            if line.startswith("{"):
+                return json.loads(line)
+        elif proc.poll() is not None:
+            break
+    tail = log.read_text(errors="replace")[-3000:] if log.exists() else ""
+    raise RuntimeError(f"local_cluster gave no answer (exit {proc.poll()}):\n{tail}")
