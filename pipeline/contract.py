@@ -57,6 +57,15 @@ class StageKind:
 
 
 AUDIO_COLUMNS = (C.AUDIO, C.SAMPLE_RATE, C.DURATION_S)  # what decode adds
+# The signal measures synthesis adds per item (metrics/signal.py), which its report summarises.
+SIGNAL_FIELDS = (
+    "chars_per_s",
+    "leading_silence_s",
+    "trailing_silence_s",
+    "silence_share",
+    "clipping_share",
+    "rms_dbfs",
+)
 _TRANSCRIPT = ("text",)
 _CLASSIFICATION = ("labels", "windows", "segments", "model")
 
@@ -112,12 +121,7 @@ MODEL_STAGES: dict[str, StageKind] = {
             "runaway",
             "empty",
             "model",
-            "chars_per_s",
-            "leading_silence_s",
-            "trailing_silence_s",
-            "silence_share",
-            "clipping_share",
-            "rms_dbfs",
+            *SIGNAL_FIELDS,
         ),
         reads=(C.TEXT_ID, C.TEXT, C.SPEAKER, C.SPEAKER_EMBEDDING),
         adds_shared=AUDIO_COLUMNS,  # the ASR tasks downstream transcribe what it spoke

@@ -178,10 +178,15 @@ def describe(stages: list[StagePlan]) -> list[str]:
         lines.append(f"    adds  {_names(s.columns.adds)}")
         if s.columns.drops:
             lines.append(f"    drops {_names(s.columns.drops)}")
-    users = [s.name for s in stages if s.uses_audio]
-    if users:
-        lines.append(f"decoded audio is dropped after {users[-1]}")
+    last = last_audio_reader(stages)
+    if last is not None:
+        lines.append(f"decoded audio is dropped after {last.name}")
     return lines
+
+
+def last_audio_reader(stages: list[StagePlan]) -> StagePlan | None:
+    """The last stage that reads the decoded audio: the runner drops it after this one."""
+    return next((s for s in reversed(stages) if s.uses_audio), None)
 
 
 def _resources(stage: StagePlan) -> str:

@@ -12,14 +12,8 @@ from statistics import mean, median
 
 import pyarrow as pa
 
-_SIGNAL = (
-    "chars_per_s",
-    "leading_silence_s",
-    "trailing_silence_s",
-    "silence_share",
-    "clipping_share",
-    "rms_dbfs",
-)
+from pipeline.contract import SIGNAL_FIELDS
+
 _WORST_FIELDS = ("text_id", "wer", "cer", "runaway", "empty", "text", "transcript", "audio_uri")
 
 
@@ -60,7 +54,7 @@ def _task(rows: list[dict], worst: int) -> dict:
             "wer": edits / ref_words if ref_words else None,
             "cer": char_edits / ref_chars if ref_chars else None,
         },
-        "signal": {name: _stats([r[name] for r in rows]) for name in _SIGNAL},
+        "signal": {name: _stats([r[name] for r in rows]) for name in SIGNAL_FIELDS},
         "worst": [{k: r[k] for k in _WORST_FIELDS} for r in ranked[:worst]],
     }
 

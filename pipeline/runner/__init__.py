@@ -35,7 +35,7 @@ from pipeline.io.storage import (
     storage_errors,
 )
 from pipeline.io.task_identity import check_tasks, record_tasks
-from pipeline.plan import Plan, StagePlan, build_plan
+from pipeline.plan import Plan, StagePlan, build_plan, last_audio_reader
 from pipeline.progress import Counters
 from pipeline.runner import ray_logs
 from pipeline.runner.checkpoint import CleanupOnlyCheckpointManager
@@ -277,7 +277,7 @@ def _dataset(spec: JobSpec, plan: Plan, inputs, done: Completion, progress):
         inputs, spec.input, max_bytes, spec.runtime.read_batch_items, ray.put(done)
     )
     ds = ray.data.read_datasource(source)
-    last_user = [s for s in plan.stages if s.uses_audio][-1]
+    last_user = last_audio_reader(plan.stages)
     for stage in plan.stages:
         ds = _apply(ds, stage, progress, resources, pool_sizes)
         if stage is last_user:  # audio is not needed past the models
