@@ -28,6 +28,7 @@ from pathlib import Path
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # the output builder lives in tests/reports/outputs.py
 WORDS = [
     "the",
     "a",
@@ -186,7 +187,8 @@ def main() -> None:
 
 
 def _record(rows: int, r: dict, peak_mib: float, html_kib: float) -> None:
-    machine = f"{platform.node()}: {os.cpu_count()} cores, shared with other engineers' work"
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    machine = f"{platform.node()}: {os.cpu_count()} cores, load average at the end {load}"
     lines = [
         f"\n## Report over {rows:,} transcript rows — {datetime.now(UTC):%Y-%m-%d} — {machine}\n",
         "`benchmarks/bench_report.py`: two ASR tasks over the same items (comparison runs),",
