@@ -91,34 +91,54 @@ def run_batched(
     tensors; nothing here waits for them.
     """
     results: list[Any | None] = [None] * len(items)
+
+    def failed(j: int, exc: Exception) -> None:
+        message = f"{model_name} raised on {batching.describe(items[j])} alone: "
+        errors[rows[j]] = RowError(
+            ErrorCode.MODEL_FAILED, f"{message}{type(exc).__name__}: {exc}"[:1000]
+        )
+
     for group in micro_batches(sizes, batching.budget, batching.max_items):
-        batch = [items[j] for j in group]
-        try:
-            outputs = list(predict(batch))
-        except Exception as exc:  # the model may raise anything; isolate the item
-            log.warning(
-                "%s: micro-batch of %d %ss failed (%s); retrying one by one",
-                stage_name,
-                len(group),
-                batching.what,
-                exc,
-            )
-            outputs = [
-                _alone(predict, items[j], rows[j], errors, model_name, batching) for j in group
-            ]
+        outputs = batch_or_alone(
+            group,
+            lambda js: predict([items[j] for j in js]),
+            failed,
+            skip=lambda j: rows[j] in errors,  # another item of this row already failed
+            what=f"{stage_name}: micro-batch of %d {batching.what}s",
+        )
         for j, out in zip(group, outputs, strict=True):
             results[j] = out
     return results
 
 
-def _alone(predict, item, row: int, errors: dict[int, RowError], model_name: str, batching):
-    if row in errors:  # another item of this row already failed
-        return None
+def batch_or_alone(
+    batch: Sequence[T],
+    call: Callable[[list[T]], Sequence[Any]],
+    failed: Callable[[T, Exception], None],
+    *,
+    skip: Callable[[T], bool] = lambda item: False,
+    what: str = "batch of %d",
+) -> list[Any | None]:
+    """`call(batch)`, one result per member; if it raises, `call([member])` for each one.
+
+    The one "retry each item alone" path of every model stage (and of Whisper's
+    long-form decoding, whose batches are windows of items): a member that raises alone
+    goes to `failed` and gets None, as does one that `skip` names; the others get their
+    own result, so one bad item never costs its batch-mates their output. `what` (with a
+    %d for the size) names the batch in the warning logged when it fails.
+    """
     try:
-        return predict([item])[0]
-    except Exception as exc:
-        message = (
-            f"{model_name} raised on {batching.describe(item)} alone: {type(exc).__name__}: {exc}"
-        )
-        errors[row] = RowError(ErrorCode.MODEL_FAILED, message[:1000])
-        return None
+        return list(call(list(batch)))
+    except Exception as exc:  # the model may raise anything; isolate the item
+        log.warning(what + " failed (%s); retrying one by one", len(batch), exc)
+    results: list[Any | None] = []
+    for member in batch:
+        if skip(member):
+            results.append(None)
+            continue
+        try:
+            results.append(call([member])[0])
+        except Exception as exc:
+            failed(member, exc)
+            results.append(None)
+    return results

@@ -41,6 +41,7 @@ from pipeline.models.whisper.decode import (
 from pipeline.models.whisper.features import LogMel
 from pipeline.models.whisper.load import NO_SPACE_LANGUAGES, WhisperModel
 from pipeline.models.whisper.words import split_words
+from pipeline.stages.batching import batch_or_alone
 
 log = logging.getLogger(__name__)
 
@@ -156,21 +157,18 @@ class TimestampedDecoder:
                 active.append(job)
             if not active:
                 continue
-            try:
-                self._apply(active, self._step(active))
-            except Exception as exc:  # the model may raise anything; isolate the item
-                log.warning(
-                    "whisper: window batch of %d failed (%s); retrying one by one", len(active), exc
-                )
-                for job in list(active):
-                    try:
-                        self._apply([job], self._step([job]))
-                    except Exception as exc_one:
-                        on_error(job, exc_one)
-                        active.remove(job)
+            moved = batch_or_alone(
+                active, self._advance, on_error, what="whisper: window batch of %d"
+            )
+            active = [job for job, ok in zip(active, moved, strict=True) if ok]
             for job in [j for j in active if j.done]:
                 job.features = None  # free device memory as soon as an item is finished
                 active.remove(job)
+
+    def _advance(self, jobs: list[Job]) -> list[bool]:
+        """Decode one window of each job and move it on (all or none of them)."""
+        self._apply(jobs, self._step(jobs))
+        return [True] * len(jobs)
 
     def _prepare(self, job: Job) -> None:
         if job.long:
