@@ -34,6 +34,7 @@ from pipeline.errors import ErrorCode
 from pipeline.io.idset import IdSet
 
 COMPLETION_DIR = "_completion"
+CHECKPOINT_DIR = "_checkpoint"  # Ray's checkpoints: one file of item ids per committed write
 PENDING_SUFFIX = ".pending.parquet"  # Ray's uncommitted checkpoints
 OK = "ok"
 
@@ -93,12 +94,8 @@ def load_completion(
     policy: RetryPolicy,
 ) -> Completion:
     """Read the committed completion records under `root` and apply the retry policy."""
-    from pipeline.io.tables import parquet_files
-
     committed = _committed_bases(fs, posixpath.join(root, checkpoint_dir))
-    records = [
-        f for f in parquet_files(fs, posixpath.join(root, COMPLETION_DIR)) if _base(f) in committed
-    ]
+    records = committed_records(fs, root, checkpoint_dir, committed)
     covered = {_base(f) for f in records}
     legacy = _legacy_ids(fs, root, checkpoint_dir, committed - covered)
     latest = _latest(_read(fs, records))
@@ -118,6 +115,18 @@ def load_completion(
     return Completion(done, IdSet(both), retried, len(legacy), tuple(records))
 
 
+def committed_records(
+    fs: pafs.FileSystem, root: str, checkpoint_dir: str, committed: set[str] | None = None
+) -> list[str]:
+    """The completion files of committed writes (`committed`: their base names, if known)."""
+    from pipeline.io.tables import parquet_files
+
+    if committed is None:
+        committed = _committed_bases(fs, posixpath.join(root, checkpoint_dir))
+    folder = posixpath.join(root, COMPLETION_DIR)
+    return [f for f in parquet_files(fs, folder) if _base(f) in committed]
+
+
 def compact(
     fs: pafs.FileSystem, root: str, checkpoint_dir: str, files: Sequence[str], run_id: str
 ) -> int:
@@ -127,11 +136,12 @@ def compact(
     reading thousands of them dominates planning (benchmarks/RESULTS.md). The merged
     file gets a committed checkpoint of its own name, so it counts like any write; the
     small files (and their checkpoints) are deleted only after both are written, so a
-    crash in between leaves duplicate records, which `_latest` reads as one. Called by
-    the lease holder only."""
+    crash in between leaves duplicate records, which `_latest` reads as one. Every column
+    of every file is kept, by name (a newer writer's extra columns are nulls in older
+    records). Called by the lease holder only: the planner, and `audiobatch compact`."""
     from pipeline.io.tables import write_parquet
 
-    table = _read(fs, list(files))
+    table = _read(fs, list(files), every_column=True)
     if table is None:
         return 0
     base = f"compacted-{run_id}"
@@ -226,12 +236,20 @@ def _latest(table: pa.Table | None) -> dict[str, dict[str, np.ndarray]]:
     return out
 
 
-def _read(fs, files: list[str]) -> pa.Table | None:
+def _read(fs, files: list[str], *, every_column: bool = False) -> pa.Table | None:
+    """The records of `files`: the COMPLETION columns, or with `every_column` the union of
+    every file's columns by name."""
     if not files:
         return None
     import pyarrow.dataset as ds
 
-    return ds.dataset(files, schema=COMPLETION, filesystem=fs, format="parquet").to_table()
+    schema = COMPLETION
+    if every_column:
+        import pyarrow.parquet as pq
+
+        physical = [pq.read_schema(f, filesystem=fs) for f in files]
+        schema = pa.unify_schemas([COMPLETION, *physical], promote_options="permissive")
+    return ds.dataset(files, schema=schema, filesystem=fs, format="parquet").to_table()
 
 
 def _committed_bases(fs, checkpoint: str) -> set[str]:

@@ -167,11 +167,11 @@ def acquire(
             ttl_s=ttl_s,
         )
         try:
-            _create_exclusive(fs, _gen_path(folder, info.generation), info.to_bytes())
+            create_exclusive(fs, _gen_path(folder, info.generation), info.to_bytes())
         except FileExistsError:
             continue
         for old in generations[:-1]:  # keep the previous generation: who held it last
-            _remove(fs, _gen_path(folder, old))
+            remove(fs, _gen_path(folder, old))
         taken = current if current is not None and not current.released else None
         return Lease(fs, folder, info, taken)
     raise AudiobatchError(f"could not take the lease of {where}: too many concurrent runs")
@@ -182,7 +182,8 @@ def atomic_create(fs: fsspec.AbstractFileSystem) -> bool:
     return _is_local(fs) or _protocol(fs) in ("s3", "s3a")
 
 
-def _create_exclusive(fs, path: str, data: bytes) -> None:
+def create_exclusive(fs, path: str, data: bytes) -> None:
+    """Create `path` with `data`, or FileExistsError if it exists (module docstring: how)."""
     if _is_local(fs):
         os.makedirs(posixpath.dirname(path), exist_ok=True)
         tmp = f"{path}.{uuid.uuid4().hex[:8]}.tmp"
@@ -236,7 +237,8 @@ def _exists(fs, path: str) -> bool:
     return os.path.exists(path) if _is_local(fs) else fs.exists(path)
 
 
-def _remove(fs, path: str) -> None:
+def remove(fs, path: str) -> None:
+    """Delete `path`; nothing if it is already gone."""
     with contextlib.suppress(FileNotFoundError):
         fs.rm_file(path)
 

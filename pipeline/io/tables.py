@@ -219,7 +219,7 @@ def read_table(fs: pafs.FileSystem, root: str, table: str) -> pa.Table | None:
     import pyarrow.dataset as ds
 
     base = posixpath.join(root, table)
-    files = parquet_files(fs, base)
+    files = visible_files(fs, root, table)
     if not files:
         return None
     schema, key = TABLES[table]
@@ -242,6 +242,16 @@ def read_table(fs: pafs.FileSystem, root: str, table: str) -> pa.Table | None:
 
 def _nullable(schema: pa.Schema) -> pa.Schema:
     return pa.schema([f.with_nullable(True) for f in schema])
+
+
+def visible_files(fs: pafs.FileSystem, root: str, table: str) -> list[str]:
+    """Every Parquet file of `table` a reader reads: the table's compaction manifest is read
+    first, then the folder listed (pipeline/io/compacted.py says why in that order)."""
+    from pipeline.io.compacted import published, relative
+
+    state = published(fs, root, table)
+    base = posixpath.join(root, table)
+    return [f for f in parquet_files(fs, base) if state.visible(relative(base, f))]
 
 
 def parquet_files(fs: pafs.FileSystem, base: str) -> list[str]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import posixpath
 from typing import TYPE_CHECKING
 
+from pipeline.io.compacted import published
 from pipeline.io.storage import filesystem, is_remote
 from pipeline.query.confine import QueryError, confine
 from pipeline.query.views import register
@@ -33,6 +34,8 @@ def connect(output: str, storage: StorageOptions | None = None) -> duckdb.DuckDB
     fs, path = filesystem(output, storage)
     if is_remote(output):
         fs = reader_filesystem(fs)
+    # Manifests before any listing of a table (pipeline/io/compacted.py says why).
+    compacted = {t: published(fs, path, t) for t in TABLES}
     present = tables_present(fs, path, output)
     con = duckdb.connect(":memory:")
     if is_remote(output):
@@ -40,7 +43,7 @@ def connect(output: str, storage: StorageOptions | None = None) -> duckdb.DuckDB
         root = fs.unstrip_protocol(path)
     else:
         root = posixpath.abspath(path)
-    register(con, root, present)
+    register(con, root, present, compacted)
     confine(con, root)
     return con
 

@@ -22,7 +22,13 @@ from ray.data.checkpoint import CheckpointConfig
 from pipeline import columns as C
 from pipeline.errors import AudiobatchError, StorageError
 from pipeline.fit import fit_plan
-from pipeline.io.completion import Completion, RetryPolicy, compact, load_completion
+from pipeline.io.completion import (
+    CHECKPOINT_DIR,
+    Completion,
+    RetryPolicy,
+    compact,
+    load_completion,
+)
 from pipeline.io.lease import Lease, acquire, atomic_create
 from pipeline.io.listing import plan_input
 from pipeline.io.storage import (
@@ -45,7 +51,6 @@ from pipeline.runner.progress_actor import ProgressActor, ProgressPrinter
 from pipeline.runner.run_record import RunPlanned, RunRecord, record_interrupted
 from pipeline.spec import JobSpec, RuntimeSpec
 
-CHECKPOINT_DIR = "_checkpoint"
 # Completion files are merged into one when a run finds more (io/completion.py `compact`).
 COMPACT_AFTER_FILES = 256
 
