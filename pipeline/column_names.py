@@ -29,6 +29,11 @@ ERROR_COLUMNS = (ERROR_STAGE, ERROR_CODE, ERROR_MESSAGE)
 # through and the sink writes nothing for it (see io/completion.py).
 TASK_DONE = "done"
 
+# What the item's source (file or shard) looked like when read: its size and its etag or
+# mtime (io/completion.py records them; a later run tells a changed source by them).
+SOURCE_SIZE = "source_size"
+SOURCE_VERSION = "source_version"
+
 TEXT_ID = "text_id"
 TEXT = "text"
 SPEAKER = "speaker"

@@ -558,6 +558,17 @@ class RuntimeSpec(_Model):
     )
 
 
+class IncrementalSpec(_Model):
+    """What a nightly run does about sources that changed since they were processed."""
+
+    reprocess_changed: bool = Field(
+        False,
+        description="Process again the items of a source (file or shard) whose size or "
+        "etag/mtime changed since it was processed; the newer rows supersede the older in "
+        "the views (`latest`). Off: changed sources are only listed (run record, report)",
+    )
+
+
 class JobSpec(_Model):
     """A whole job: input, the tasks run on every item, scoring, output."""
 
@@ -569,6 +580,7 @@ class JobSpec(_Model):
     output: OutputSpec
     runtime: RuntimeSpec = Field(default_factory=RuntimeSpec)
     report: ReportSpec = Field(default_factory=ReportSpec)
+    incremental: IncrementalSpec = Field(default_factory=IncrementalSpec)
     schedule: str | None = Field(
         None,
         description="When the job should run, as cron ('0 2 * * *': every night at 02:00, or "

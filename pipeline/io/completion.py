@@ -16,8 +16,18 @@ retried once the input spec changes. An item is skipped at read time only when e
 task of the spec is done for it; otherwise it is read and decoded once, and each stage
 skips the tasks already done for it (`{task}__done`).
 
+Each record also says what the item's source (file or shard) looked like when it was
+read: its size and its etag or mtime (`source_size`, `source_version`; nullable, null
+in records written before them). `source_state` gives the latest of these per source,
+so a run can tell a changed source (io/sources.py); `incremental.reprocess_changed`
+makes `settle` treat every item of a changed source as not done.
+
 Outputs written before these records existed have only the checkpoint's item ids:
 those count as done for every task (the earlier per-item behaviour).
+
+Reading is columnar: the records are read with pyarrow (low-cardinality columns
+dictionary-encoded), the latest outcome per (item, task) is found by one sort, and the
+done ids are NumPy fixed-width bytes; no Python object per record.
 """
 
 from __future__ import annotations
@@ -48,8 +58,13 @@ COMPLETION = pa.schema(
         pa.field("source_uri", pa.string(), nullable=False),
         pa.field("input_hash", pa.string(), nullable=False),  # spec.input_hash() of the run
         pa.field("run_id", pa.string(), nullable=False),
+        # Added later (nullable; read by name, null in older files): the source when read.
+        pa.field("source_size", pa.int64()),
+        pa.field("source_version", pa.string()),  # etag (object storage) or mtime ns
     ]
 )
+# Columns with few distinct values: read dictionary-encoded (memory at 1M records).
+_DICTIONARY = ("task", "outcome", "input_hash", "run_id")
 
 TRANSIENT_CODES = frozenset({ErrorCode.READ_FAILED, ErrorCode.WRITE_FAILED})
 _OOM_MARKERS = ("OutOfMemoryError", "out of memory", "MemoryError")
@@ -83,36 +98,29 @@ class Completion:
     retried: int  # (item, task) pairs whose latest error is being retried this run
     legacy: int  # checkpointed ids with no completion record (counted done everywhere)
     files: tuple[str, ...] = ()  # the committed completion files read
+    # Sources with an (item, task) this run must do again (a retried error, a reprocessed
+    # changed source): their shards are read even when a unit record says settled.
+    pending_sources: frozenset[str] = frozenset()
+    reprocessed: int = 0  # (item, task) pairs of changed sources done again this run
 
 
-def load_completion(
-    fs: pafs.FileSystem,
-    root: str,
-    checkpoint_dir: str,
-    tasks: Sequence[str],
-    input_hash: str,
-    policy: RetryPolicy,
-) -> Completion:
-    """Read the committed completion records under `root` and apply the retry policy."""
+@dataclass(frozen=True)
+class Records:
+    """The committed completion records of an output, as read (before any policy)."""
+
+    table: pa.Table | None  # COMPLETION columns; None when there are none
+    legacy: np.ndarray  # ids of committed writes without records (sorted bytes)
+    files: tuple[str, ...] = ()
+
+
+def read_records(fs: pafs.FileSystem, root: str, checkpoint_dir: str) -> Records:
+    """The committed completion records under `root` (only writes whose checkpoint is
+    committed count) and the ids of older committed writes that left none."""
     committed = _committed_bases(fs, posixpath.join(root, checkpoint_dir))
     records = committed_records(fs, root, checkpoint_dir, committed)
     covered = {_base(f) for f in records}
     legacy = _legacy_ids(fs, root, checkpoint_dir, committed - covered)
-    latest = _latest(_read(fs, records))
-    done, retried = {}, 0
-    for task in tasks:
-        rows = latest.get(task)
-        ids = np.array([], dtype="S1")
-        if rows is not None:
-            keep = _settled(rows, input_hash, policy)
-            retried += int((~keep).sum())
-            ids = np.asarray(rows["item_id"])[keep]
-        done[task] = IdSet(np.unique(np.concatenate([ids.astype("S"), legacy.astype("S")])))
-    every = [done[t].ids for t in tasks]
-    both = every[0]
-    for ids in every[1:]:
-        both = np.intersect1d(both, ids, assume_unique=True)
-    return Completion(done, IdSet(both), retried, len(legacy), tuple(records))
+    return Records(_read(fs, records), legacy, tuple(records))
 
 
 def committed_records(
@@ -125,6 +133,71 @@ def committed_records(
         committed = _committed_bases(fs, posixpath.join(root, checkpoint_dir))
     folder = posixpath.join(root, COMPLETION_DIR)
     return [f for f in parquet_files(fs, folder) if _base(f) in committed]
+
+
+def load_completion(
+    fs: pafs.FileSystem,
+    root: str,
+    checkpoint_dir: str,
+    tasks: Sequence[str],
+    input_hash: str,
+    policy: RetryPolicy,
+    reprocess: frozenset[str] = frozenset(),
+) -> Completion:
+    """Read the committed completion records under `root` and apply the retry policy."""
+    return settle(read_records(fs, root, checkpoint_dir), tasks, input_hash, policy, reprocess)
+
+
+def settle(
+    records: Records,
+    tasks: Sequence[str],
+    input_hash: str,
+    policy: RetryPolicy,
+    reprocess: frozenset[str] = frozenset(),
+) -> Completion:
+    """What is done per task under `policy`; items of the sources in `reprocess` (changed
+    since they were processed) are not done, for any task."""
+    latest = _latest(records.table)
+    legacy = records.legacy
+    done, retried, redo, pending = {}, 0, 0, set()
+    for task in tasks:
+        rows = latest.get(task)
+        ids = np.array([], dtype="S1")
+        if rows is not None:
+            retry = _retried(rows, input_hash, policy)
+            again = _of_sources(rows["source_uri"], reprocess) & ~retry
+            retried, redo = retried + int(retry.sum()), redo + int(again.sum())
+            todo = retry | again
+            pending.update(rows["source_uri"][todo].tolist())
+            ids = rows["item_id"][~todo]
+        done[task] = IdSet(np.unique(np.concatenate([ids.astype("S"), legacy.astype("S")])))
+    every = [done[t].ids for t in tasks]
+    both = every[0]
+    for ids in every[1:]:
+        both = np.intersect1d(both, ids, assume_unique=True)
+    return Completion(
+        done, IdSet(both), retried, len(legacy), records.files, frozenset(pending), redo
+    )
+
+
+def source_state(records: Records) -> pa.Table | None:
+    """Per source URI: its size and version in its latest records (null where those
+    records predate the columns) and how many distinct items it holds in the records."""
+    t = records.table
+    if t is None or t.num_rows == 0:
+        return None
+    t = _decoded(
+        t.select(["source_uri", "run_id", "source_size", "source_version", "item_id"]), "run_id"
+    )
+    t = t.sort_by([("source_uri", "ascending"), ("run_id", "ascending")])
+    state = t.group_by("source_uri", use_threads=False).aggregate(
+        [
+            ("source_size", "last"),
+            ("source_version", "last"),
+            ("item_id", "count_distinct"),
+        ]
+    )
+    return state.rename_columns(["source_uri", "source_size", "source_version", "items"])
 
 
 def compact(
@@ -168,6 +241,8 @@ def completion_rows(
     ids = batch.column(C.ITEM_ID).to_pylist()
     members = batch.column(C.MEMBER).to_pylist()
     sources = batch.column(C.SOURCE_URI).to_pylist()
+    sizes = _column(batch, C.SOURCE_SIZE)
+    versions = _column(batch, C.SOURCE_VERSION)
     out: dict[str, list] = {f.name: [] for f in COMPLETION}
     for task in tasks:
         done = _column(batch, C.task_column(task, C.TASK_DONE))
@@ -185,6 +260,8 @@ def completion_rows(
             out["source_uri"].append(sources[i])
             out["input_hash"].append(input_hash)
             out["run_id"].append(run_id)
+            out["source_size"].append(sizes[i])
+            out["source_version"].append(versions[i])
     return pa.table(out, schema=COMPLETION) if out["item_id"] else None
 
 
@@ -199,18 +276,46 @@ def mark_done(table: pa.Table, done: dict[str, IdSet]) -> pa.Table:
     return table
 
 
+def mark_sources(table: pa.Table, unit) -> pa.Table:
+    """Add `source_size` and `source_version` to freshly read rows of a work unit: what
+    their file (files format) or shard looked like when listed."""
+    from pipeline import columns as C
+
+    if unit.files:
+        known = {e.uri: (e.size, e.version) for e in unit.files if e.error is None}
+        pairs = [known.get(u, (None, None)) for u in table.column(C.SOURCE_URI).to_pylist()]
+        sizes, versions = [p[0] for p in pairs], [p[1] for p in pairs]
+    else:
+        sizes, versions = [unit.size] * table.num_rows, [unit.version] * table.num_rows
+    table = table.append_column(C.SOURCE_SIZE, pa.array(sizes, pa.int64()))
+    return table.append_column(C.SOURCE_VERSION, pa.array(versions, pa.string()))
+
+
 def _column(batch: pa.Table, name: str) -> list:
     return batch.column(name).to_pylist() if name in batch.column_names else [None] * len(batch)
 
 
-def _settled(rows: dict[str, np.ndarray], input_hash: str, policy: RetryPolicy) -> np.ndarray:
-    """True where the latest outcome needs no retry under `policy`."""
+def _retried(rows: dict[str, np.ndarray], input_hash: str, policy: RetryPolicy) -> np.ndarray:
+    """True where the latest outcome is an error that `policy` retries this run."""
     outcome, transient = rows["outcome"], rows["transient"]
     error = outcome != OK
-    retry = error & transient
-    retry |= error & np.array([policy.retries(c) for c in outcome], dtype=bool)
-    retry |= error & rows["shard_level"] & (rows["input_hash"] != input_hash)
-    return ~retry
+    retry = transient.copy()
+    if policy.all:
+        retry |= True
+    elif policy.codes:
+        retry |= np.isin(outcome, np.array(sorted(policy.codes), dtype=object))
+    retry |= rows["shard_level"] & (rows["input_hash"] != input_hash)
+    return error & retry
+
+
+def _of_sources(sources: np.ndarray, chosen: frozenset[str]) -> np.ndarray:
+    if not chosen or not len(sources):
+        return np.zeros(len(sources), dtype=bool)
+    import pyarrow.compute as pc
+
+    return pc.is_in(pa.array(sources, pa.string()), pa.array(sorted(chosen))).to_numpy(
+        zero_copy_only=False
+    )
 
 
 def _latest(table: pa.Table | None) -> dict[str, dict[str, np.ndarray]]:
@@ -219,37 +324,76 @@ def _latest(table: pa.Table | None) -> dict[str, dict[str, np.ndarray]]:
         return {}
     import pyarrow.compute as pc
 
-    order = pc.sort_indices(
-        table, sort_keys=[("task", "ascending"), ("item_id", "ascending"), ("run_id", "ascending")]
+    table = table.select(
+        [
+            "task",
+            "item_id",
+            "run_id",
+            "outcome",
+            "transient",
+            "shard_level",
+            "input_hash",
+            "source_uri",
+        ]
     )
-    t = table.take(order)
-    task = t.column("task").to_numpy(zero_copy_only=False)
-    item = t.column("item_id").to_numpy(zero_copy_only=False)
-    last = np.ones(len(t), dtype=bool)
-    last[:-1] = (task[1:] != task[:-1]) | (item[1:] != item[:-1])
-    t = t.filter(pa.array(last))
     out = {}
-    for name in np.unique(task[last]):
-        sub = t.filter(pc.equal(t.column("task"), name))
-        out[str(name)] = {c: sub.column(c).to_numpy(zero_copy_only=False) for c in sub.column_names}
-        out[str(name)]["item_id"] = np.asarray(sub.column("item_id").to_pylist(), dtype="S")
+    for name in pc.unique(table.column("task")).to_pylist():
+        sub = _decoded(table.filter(pc.equal(table.column("task"), name)), "run_id")
+        order = pc.sort_indices(sub, sort_keys=[("item_id", "ascending"), ("run_id", "ascending")])
+        sub = sub.take(order)
+        item = _fixed(sub.column("item_id"))
+        last = np.ones(len(item), dtype=bool)
+        last[:-1] = item[1:] != item[:-1]
+        sub = sub.filter(pa.array(last))
+        rows = {c: _plain(sub.column(c)) for c in sub.column_names if c not in ("task", "item_id")}
+        rows["item_id"] = item[last]
+        out[str(name)] = rows
     return out
 
 
+def _decoded(table: pa.Table, name: str) -> pa.Table:
+    """`table` with its dictionary-encoded column `name` as plain values (for sorting)."""
+    i = table.schema.get_field_index(name)
+    column = table.column(i)
+    if not pa.types.is_dictionary(column.type):
+        return table
+    return table.set_column(i, name, column.cast(column.type.value_type))
+
+
+def _fixed(column: pa.ChunkedArray) -> np.ndarray:
+    """A string column as NumPy fixed-width bytes (the IdSet's form)."""
+    return np.asarray(_plain(column), dtype="S")
+
+
+def _plain(column: pa.ChunkedArray) -> np.ndarray:
+    """A column as NumPy (dictionary-encoded ones decoded first)."""
+    if pa.types.is_dictionary(column.type):
+        column = column.cast(column.type.value_type)
+    return column.to_numpy(zero_copy_only=False)
+
+
 def _read(fs, files: list[str], *, every_column: bool = False) -> pa.Table | None:
-    """The records of `files`: the COMPLETION columns, or with `every_column` the union of
-    every file's columns by name."""
+    """The records of `files`: the COMPLETION columns, the few-valued ones read
+    dictionary-encoded (planning's memory at 1M records); or, with `every_column` (for
+    merging), the union of every file's columns by name, as plain columns."""
     if not files:
         return None
     import pyarrow.dataset as ds
 
-    schema = COMPLETION
     if every_column:
         import pyarrow.parquet as pq
 
         physical = [pq.read_schema(f, filesystem=fs) for f in files]
         schema = pa.unify_schemas([COMPLETION, *physical], promote_options="permissive")
-    return ds.dataset(files, schema=schema, filesystem=fs, format="parquet").to_table()
+        return ds.dataset(files, schema=schema, filesystem=fs, format="parquet").to_table()
+    fmt = ds.ParquetFileFormat(read_options=ds.ParquetReadOptions(dictionary_columns=_DICTIONARY))
+    schema = pa.schema(
+        [
+            f.with_type(pa.dictionary(pa.int32(), f.type)) if f.name in _DICTIONARY else f
+            for f in COMPLETION
+        ]
+    )
+    return ds.dataset(files, schema=schema, filesystem=fs, format=fmt).to_table()
 
 
 def _committed_bases(fs, checkpoint: str) -> set[str]:

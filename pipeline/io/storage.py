@@ -18,7 +18,7 @@ from __future__ import annotations
 import contextlib
 import posixpath
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, TypeVar
 
 import fsspec
@@ -90,9 +90,25 @@ def arrow_filesystem(
 
 def full_uri(fs: fsspec.AbstractFileSystem, path: str) -> str:
     """A stable, absolute URI for a path on `fs` (what item ids are hashed from)."""
-    if is_local(fs):
-        return posixpath.normpath(path) if path.startswith("/") else posixpath.abspath(path)
-    return fs.unstrip_protocol(path)
+    return full_uris(fs, [path])[0]
+
+
+def full_uris(fs: fsspec.AbstractFileSystem, paths: Iterable[str]) -> list[str]:
+    """`full_uri` of many paths (a listing's: 1M at a time, so the common case is cheap)."""
+    if not is_local(fs):
+        return [fs.unstrip_protocol(p) for p in paths]
+    return [p if _normal(p) else _local_uri(p) for p in paths]
+
+
+def _normal(path: str) -> bool:
+    """True when `posixpath.normpath` would leave this absolute path as it is (no `//`,
+    no `.`/`..` part, no trailing slash); paths with a part starting with a dot are not
+    looked at closely (normpath decides)."""
+    return path.startswith("/") and "//" not in path and "/." not in path and path[-1] != "/"
+
+
+def _local_uri(path: str) -> str:
+    return posixpath.normpath(path) if path.startswith("/") else posixpath.abspath(path)
 
 
 def join(uri: str, *parts: str) -> str:

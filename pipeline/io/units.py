@@ -49,6 +49,7 @@ class FileEntry:
     start: float | None = None  # a segment of the file (NeMo offset, lhotse supervision)
     end: float | None = None
     own_id: str | None = None  # the user's id (input.id_column), else derived from uri/member
+    version: str | None = None  # the file's etag or mtime when listed (changed sources)
 
     @property
     def item_id(self) -> str:
@@ -66,14 +67,17 @@ class WorkUnit:
     num_items: int | None = None
     files: tuple[FileEntry, ...] = field(default=())
     prefix: str = ""  # files format: the input prefix that paths (and symlinks) must stay in
+    version: str | None = None  # the shard's etag or mtime when listed (changed sources)
 
 
 @dataclass(frozen=True)
 class InputPlan:
     format: str
     units: list[WorkUnit]
-    already_done: int = 0  # files left out because an earlier run wrote them
+    already_done: int = 0  # items left out because an earlier run settled them
     warnings: tuple[str, ...] = ()  # said at the start of the run (e.g. an unused reference)
+    skipped_units: int = 0  # shards left unread: an earlier run settled every item in them
+    changed_sources: tuple[str, ...] = ()  # sources whose size or etag/mtime changed since
 
     @property
     def total_bytes(self) -> int:
@@ -95,6 +99,12 @@ class Listing:
     # Local paths that are not plain files (symlinks, FIFOs, directories): the files
     # format reads those named like audio, and reading says what each one is.
     special: tuple[str, ...] = ()
+    # path -> etag (object storage) or mtime in ns (local disk), where the listing has one.
+    versions: dict[str, str] = field(default_factory=dict)
+    # Shard paths (webdataset, parquet, texts) whose every item an earlier run settled for
+    # every task, unchanged since (io/unit_records.py): never read, not even a footer.
+    # path -> the items recorded for it.
+    settled: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -34,7 +34,8 @@ def errors_section(con, run: str | None) -> dict:
 
 
 _RUN_COLUMNS = (
-    "run_id, status, started_at, wall_s, items, items_ok, items_failed, audio_s, stages, message"
+    "run_id, status, started_at, wall_s, items, items_ok, items_failed, audio_s, stages, message, "
+    "units, skipped_units, changed_sources"
 )
 
 

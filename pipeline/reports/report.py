@@ -249,6 +249,12 @@ def render_markdown(report: dict) -> str:
         lines.append(
             f"| {r['run_id']} | {r['status']} | {r['items']:,} | {r['items_failed']:,} | {r['audio_s'] / 3600:.3f} | {r['wall_s']:.1f} | {rtf} | {stages} |"
         )
+    lines += [
+        f"\nRun {r['run_id']}: {len(r['changed_sources']):,} source(s) changed since processed: "
+        + ", ".join(r["changed_sources"])
+        for r in report["runs"]
+        if r.get("changed_sources")
+    ]
     return "\n".join(lines) + "\n"
 
 

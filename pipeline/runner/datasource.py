@@ -2,7 +2,9 @@
 
 Each read task reads one work unit (a group of files, one tar, one Parquet file)
 and yields item rows with a stable `item_id`, the id Ray's checkpoint writer records.
-Ids already written by an earlier run are skipped here (see runner/checkpoint.py).
+Ids already written by an earlier run are skipped here (see runner/checkpoint.py); rows
+carry their tasks settled earlier (`{task}__done`) and what their source looked like when
+listed (`source_size`, `source_version`, kept in the completion records).
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import ray
 from ray.data.block import BlockMetadata
 from ray.data.datasource import Datasource, ReadTask
 
-from pipeline.io.completion import Completion, mark_done
+from pipeline.io.completion import Completion, mark_done, mark_sources
 from pipeline.io.formats import FORMATS
 from pipeline.io.reading import read_unit
 from pipeline.io.units import InputPlan, WorkUnit
@@ -56,7 +58,7 @@ class AudioShardDatasource(Datasource):
         def read():
             done = _done_ids(done_ref)
             for table in read_unit(unit, spec, max_bytes, batch, done.done_all):
-                yield mark_done(table, done.done)
+                yield mark_done(mark_sources(table, unit), done.done)
 
         inputs = tuple(f.uri for f in unit.files) if unit.files else (unit.shard_uri,)
         meta = BlockMetadata(

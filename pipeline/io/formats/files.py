@@ -25,6 +25,7 @@ from pipeline.io.paths import check_path, normalise, read_local
 from pipeline.io.storage import (
     filesystem,
     full_uri,
+    full_uris,
     is_local,
     is_storage_failure,
     read_object,
@@ -35,6 +36,7 @@ from pipeline.io.units import (
     Listing,
     WorkUnit,
     audio_row,
+    item_id,
     own_id_column,
     skip_done,
     span_member,
@@ -46,12 +48,14 @@ def list_units(
     listing: Listing, spec: InputSpec, per_unit: int, done: IdSet
 ) -> tuple[list[WorkUnit], int]:
     """Units of at most `per_unit` files not yet done, and how many were left out as done."""
-    entries = _manifest_entries(listing, spec) if spec.manifest else _audio_entries(listing, spec)
-    if spec.limit:
-        entries = entries[: spec.limit]
-    if not entries:
+    if spec.manifest:
+        entries = _manifest_entries(listing, spec)[: spec.limit or None]
+        total = len(entries)
+        todo = list(skip_done(entries, done, lambda e: e.item_id))
+    else:
+        total, todo = _audio_entries(listing, spec, done)
+    if not total:
         raise InputError(f"no audio files ({', '.join(spec.extensions)}) under {spec.uri}")
-    todo = list(skip_done(entries, done, lambda e: e.item_id))
     units = [
         WorkUnit(
             "files",
@@ -63,7 +67,7 @@ def list_units(
         )
         for group in (todo[i : i + per_unit] for i in range(0, len(todo), per_unit))
     ]
-    return units, len(entries) - len(todo)
+    return units, total - len(todo)
 
 
 def read_rows(unit: WorkUnit, spec: InputSpec, max_bytes: int, batch: int) -> Iterator[dict]:
@@ -160,8 +164,20 @@ def _manifest_entries(listing: Listing, spec: InputSpec) -> list[FileEntry]:
         seen.setdefault(key, (row, raw))
         member = f"manifest-row={row}" if error else span_member(m.start, m.end)
         shard, size = (_shard_of(base, path), listing.files.get(path)) if not error else (".", None)
+        version = listing.versions.get(path) if not error else None
         entries.append(
-            FileEntry(uri, shard, size, m.text, m.metadata, member, error, start=m.start, end=m.end)
+            FileEntry(
+                uri,
+                shard,
+                size,
+                m.text,
+                m.metadata,
+                member,
+                error,
+                start=m.start,
+                end=m.end,
+                version=version,
+            )
         )
     column = own_id_column(spec)
     return _with_own_ids(entries, column) if column else entries
@@ -202,22 +218,30 @@ def _with_own_ids(entries: list[FileEntry], column: str) -> list[FileEntry]:
     return out
 
 
-def _audio_entries(listing: Listing, spec: InputSpec) -> list[FileEntry]:
+def _audio_entries(listing: Listing, spec: InputSpec, done: IdSet) -> tuple[int, list[FileEntry]]:
+    """How many audio files the input has (up to `input.limit`), and entries for those
+    not in `done`: ids are worked out for all at once, entries made only for the rest
+    (a night over 1M done files makes none)."""
     exts = tuple(f".{e.lower()}" for e in spec.extensions)
     # Symlinks, FIFOs and directories named like audio are items too: reading them
     # follows a symlink that stays inside, and makes anything else one error row.
     paths = {**listing.files, **dict.fromkeys(listing.special)}
+    audio = sorted(p for p in paths if p.lower().endswith(exts))[: spec.limit or None]
+    uris = full_uris(listing.fs, audio)
+    settled = done.contains_many([item_id(u, "") for u in uris])
     refs = _librispeech_refs(listing) if spec.references == "librispeech" else {}
-    return [
+    todo = [
         FileEntry(
-            full_uri(listing.fs, p),
+            uri,
             _shard_of(listing.base, p),
-            size,
+            paths[p],
             refs.get(posixpath.basename(p).rsplit(".", 1)[0]),
+            version=listing.versions.get(p),
         )
-        for p, size in sorted(paths.items())
-        if p.lower().endswith(exts)
+        for p, uri, skip in zip(audio, uris, settled.tolist(), strict=True)
+        if not skip
     ]
+    return len(audio), todo
 
 
 def _librispeech_refs(listing: Listing) -> dict[str, str]:
@@ -260,5 +284,8 @@ def _fetch(
 
 
 def _shard_of(base: str, path: str) -> str:
-    rel = posixpath.dirname(posixpath.relpath(path, base))
-    return rel or "."
+    prefix = base.rstrip("/") + "/"
+    rel = path[len(prefix) :] if path.startswith(prefix) else None
+    if rel is None or "/." in f"/{rel}":  # not plainly under base: let posixpath decide
+        rel = posixpath.relpath(path, base)
+    return posixpath.dirname(rel) or "."

@@ -23,7 +23,7 @@ import pyarrow as pa
 
 from pipeline.columns import ITEM_SCHEMA
 from pipeline.errors import ErrorCode, InputError, RowError
-from pipeline.io.formats.shard import require, shard_failed, shard_units
+from pipeline.io.formats.shard import require, shard_failed, shard_units, unsettled
 from pipeline.io.idset import IdSet
 from pipeline.io.paths import check_path, normalise, read_local
 from pipeline.io.storage import filesystem, is_local
@@ -38,13 +38,14 @@ def list_units(
     listing: Listing, spec: InputSpec, per_unit: int, done: IdSet
 ) -> tuple[list[WorkUnit], int]:
     shards = require(_shards(listing), ".parquet shards (or save_to_disk .arrow files)", spec.uri)
+    todo = unsettled(listing, shards)  # settled shards are not opened, not even for this
     try:
-        schema = _schema(listing.fs, shards[0])
+        schema = _schema(listing.fs, todo[0]) if todo else None
     except InputError:  # a corrupt shard is that shard's error row, not the run's
         schema = None
     if schema is not None:
-        _check_columns(schema, spec, shards[0])
-    return shard_units(listing, shards, "parquet", spec.limit), 0
+        _check_columns(schema, spec, todo[0])
+    return shard_units(listing, shards, "parquet", spec.limit)
 
 
 def read_rows(unit: WorkUnit, spec: InputSpec, max_bytes: int, batch: int) -> Iterator[dict]:
@@ -71,7 +72,7 @@ def read_rows(unit: WorkUnit, spec: InputSpec, max_bytes: int, batch: int) -> It
 
 def hints(listing: Listing, spec: InputSpec) -> list[str]:
     """The first shard has no `input.text_column` but a column that is likely the reference."""
-    shards = _shards(listing)
+    shards = unsettled(listing, _shards(listing))
     try:
         names = _schema(listing.fs, shards[0]).names if shards else []
     except InputError:

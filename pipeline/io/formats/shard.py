@@ -2,7 +2,8 @@
 
 Each listed shard file is one work unit; `input.limit` keeps whole shards; a shard
 that cannot be read to the end becomes one error row (member "") after the rows
-read before the failure.
+read before the failure. A shard in `listing.settled` (every item settled by an
+earlier run, unchanged since) is left out without being opened.
 """
 
 from __future__ import annotations
@@ -17,10 +18,25 @@ from pipeline.io.units import Listing, WorkUnit, audio_row
 
 def shard_units(
     listing: Listing, paths: Iterable[str], fmt: str, limit: int | None
-) -> list[WorkUnit]:
-    """One unit per shard path (rows counted from Parquet footers), cut to `limit` items."""
-    units = [_unit(listing, p, fmt) for p in paths]
-    return _limit_shards(units, limit)
+) -> tuple[list[WorkUnit], int]:
+    """One unit per shard path not settled (rows counted from Parquet footers), cut to
+    `limit` items (whole shards); and how many items the settled shards left out hold."""
+    units, covered, skipped = [], 0, 0
+    for path in paths:
+        if limit and covered >= limit:
+            break
+        if path in listing.settled:
+            skipped += listing.settled[path]
+            covered += listing.settled[path] or 1
+            continue
+        units.append(_unit(listing, path, fmt))
+        covered += units[-1].num_items or 1
+    return units, skipped
+
+
+def unsettled(listing: Listing, paths: list[str]) -> list[str]:
+    """The shard paths an earlier run has not settled (the ones this run reads)."""
+    return [p for p in paths if p not in listing.settled]
 
 
 def require(paths: list[str], what: str, uri: str) -> list[str]:
@@ -42,7 +58,10 @@ def _unit(listing: Listing, path: str, fmt: str) -> WorkUnit:
     rows = _parquet_rows(fs, path) if is_parquet else None
     rel = posixpath.relpath(path, listing.base)
     size = listing.files[path] or 0
-    return WorkUnit(fmt, shard_uri=full_uri(fs, path), shard=rel, size=size, num_items=rows)
+    version = listing.versions.get(path)
+    return WorkUnit(
+        fmt, shard_uri=full_uri(fs, path), shard=rel, size=size, num_items=rows, version=version
+    )
 
 
 def _parquet_rows(fs, path: str) -> int | None:
@@ -53,16 +72,3 @@ def _parquet_rows(fs, path: str) -> int | None:
             return pq.ParquetFile(f).metadata.num_rows
     except Exception:  # an unreadable shard is reported when it is read, as an error row
         return None
-
-
-def _limit_shards(units: list[WorkUnit], limit: int | None) -> list[WorkUnit]:
-    """`limit` for shard formats keeps whole shards until at least `limit` items are covered."""
-    if not limit:
-        return units
-    kept, covered = [], 0
-    for u in units:
-        if covered >= limit:
-            break
-        kept.append(u)
-        covered += u.num_items or 1
-    return kept

@@ -34,7 +34,7 @@ def list_units(
 ) -> tuple[list[WorkUnit], int]:
     tables = sorted(p for p in listing.files if p.lower().rsplit(".", 1)[-1] in TEXT_EXTENSIONS)
     what = f"text tables ({', '.join(TEXT_EXTENSIONS)})"
-    return shard_units(listing, require(tables, what, spec.uri), "texts", spec.limit), 0
+    return shard_units(listing, require(tables, what, spec.uri), "texts", spec.limit)
 
 
 def read_rows(unit: WorkUnit, spec: InputSpec, max_bytes: int, batch: int) -> Iterator[dict]:

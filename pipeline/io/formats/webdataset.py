@@ -20,7 +20,7 @@ from collections.abc import Iterator
 
 from pipeline.columns import ITEM_SCHEMA
 from pipeline.errors import ErrorCode, RowError
-from pipeline.io.formats.shard import require, shard_failed, shard_units
+from pipeline.io.formats.shard import require, shard_failed, shard_units, unsettled
 from pipeline.io.idset import IdSet
 from pipeline.io.storage import filesystem
 from pipeline.io.units import InputFormat, Listing, WorkUnit, audio_row
@@ -33,7 +33,7 @@ def list_units(
     tars = sorted(p for p in listing.files if p.lower().endswith(SHARD_ENDINGS))
     return shard_units(
         listing, require(tars, ".tar / .tar.gz shards", spec.uri), "webdataset", spec.limit
-    ), 0
+    )
 
 
 def read_rows(unit: WorkUnit, spec: InputSpec, max_bytes: int, batch: int) -> Iterator[dict]:
@@ -59,7 +59,7 @@ def read_rows(unit: WorkUnit, spec: InputSpec, max_bytes: int, batch: int) -> It
 
 def hints(listing: Listing, spec: InputSpec) -> list[str]:
     """The first samples' JSON has a likely reference field that the spec does not read."""
-    tars = sorted(p for p in listing.files if p.lower().endswith(SHARD_ENDINGS))
+    tars = unsettled(listing, sorted(p for p in listing.files if p.lower().endswith(SHARD_ENDINGS)))
     wanted = spec.text_column or "text"
     for parts in _first_samples(listing.fs, tars[0]) if tars else ():
         if any(e.rsplit(".", 1)[-1] in ("txt", wanted) for e in parts):

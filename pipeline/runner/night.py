@@ -1,0 +1,65 @@
+"""Planning a run over what earlier runs did: plain Python, no Ray.
+
+Reads the committed completion records (merging them into one file when there are
+many), lists the input once, finds the changed sources, settles what is done under
+the retry policy (and `incremental.reprocess_changed`), skips shards whose unit
+records say every item is settled, and cuts the rest into work units.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from pipeline.io.completion import (
+    CHECKPOINT_DIR,
+    Completion,
+    RetryPolicy,
+    compact,
+    read_records,
+    settle,
+    source_state,
+)
+from pipeline.io.listing import cut_input, input_format, list_input
+from pipeline.io.sources import (
+    changed_sources,
+    listed_sources,
+    read_unit_records,
+    settled_shards,
+)
+from pipeline.io.storage import storage_errors
+from pipeline.io.units import InputPlan
+from pipeline.spec import JobSpec
+
+# Completion files are merged into one when a run finds more (io/completion.py `compact`).
+COMPACT_AFTER_FILES = 256
+
+
+def plan_night(
+    spec: JobSpec,
+    tasks: Sequence[str],
+    retry: RetryPolicy,
+    out_fs,
+    out_root: str,
+    run_id: str,
+    compact_after: int = COMPACT_AFTER_FILES,
+) -> tuple[InputPlan, Completion]:
+    """The work units of this run and what earlier runs settled (as this run sees it)."""
+    with storage_errors(spec.output.uri, "output", spec.output.storage):
+        records = read_records(out_fs, out_root, CHECKPOINT_DIR)
+        if len(records.files) > compact_after:
+            compact(out_fs, out_root, CHECKPOINT_DIR, records.files, run_id)
+        unit_records = read_unit_records(out_fs, out_root)
+    with storage_errors(spec.input.uri, "input", spec.input.storage):
+        listing = list_input(spec.input)
+    state = source_state(records)
+    changed = changed_sources(listed_sources(listing), state, unit_records) if state else ()
+    again = frozenset(changed) if spec.incremental.reprocess_changed else frozenset()
+    done = settle(records, tasks, spec.input_hash(), retry, again)
+    if input_format(listing, spec.input) != "files":
+        shards = settled_shards(listing, unit_records, state, done, tasks)
+        listing = type(listing)(**{**listing.__dict__, "settled": shards})
+    with storage_errors(spec.input.uri, "input", spec.input.storage):
+        inputs = cut_input(
+            listing, spec.input, spec.runtime.read_batch_items, done.done_all, changed
+        )
+    return inputs, done
