@@ -1,19 +1,19 @@
 """Nightly re-run planning: a files corpus of N done items plus M new ones, local disk.
 
     .venv/bin/python benchmarks/bench_nightly_planning.py [--done 1000000] [--new 1000]
-        [--block 32] [--dir /tmp/nightly-bench] [--no-run] [--no-write]
+        [--block 32] [--dir /dev/shm/nightly-bench] [--no-run] [--no-write]
 
 1. Builds the corpus: N empty `.wav` files (they are done: never opened) and M real
    audio files (speech-like, the demo's builder), under one prefix.
 2. Builds the output an earlier night would have left for the N done items, the way the
    sink writes it: one completion file and one committed checkpoint file per write of
    `--block` items (the reader's default block is 32 items).
-3. Planning, in a fresh process each (peak RSS of that process): reading the completion
-   records and listing the input, exactly as `run_job` does before Ray is touched —
+3. Planning, in a fresh process each (peak RSS of that process): `runner/night.py`
+   `plan_night`, exactly what `run_job` does between its lease and Ray —
    a) nothing new, records as the writes left them (one file per write);
    b) nothing new, after the no-op night (4.) merged them into one file;
    c) with the M new files.
-4. The no-op night end to end (`run_job`): it must not start Ray.
+4. The no-op night end to end (`run_job`, in a fresh process): it must not import Ray.
 5. Unless --no-run: the M new items through `run_job` with a tiny wav2vec2 CTC model on a
    local Ray (started by the run, so it is inside the wall time).
 Appends what it saw to benchmarks/RESULTS.md (unless --no-write), with the machine named.
@@ -161,7 +161,8 @@ def main() -> None:
     ap.add_argument("--done", type=int, default=1_000_000)
     ap.add_argument("--new", type=int, default=1_000)
     ap.add_argument("--block", type=int, default=32)
-    ap.add_argument("--dir", default="/tmp/nightly-bench")
+    # tmpfs: creating 1M empty files there takes ~1 min (on the VM's disk, >20 min under load)
+    ap.add_argument("--dir", default="/dev/shm/nightly-bench")
     ap.add_argument("--no-run", action="store_true")
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args()
@@ -187,7 +188,7 @@ def main() -> None:
     noop = plan_once(spec)
     print("planning, nothing new, uncompacted records:", noop, flush=True)
     noop_wall, ray_started = noop_night(spec)  # merges the records into one file
-    print(f"no-op night: {noop_wall:.1f} s, Ray started: {ray_started}", flush=True)
+    print(f"no-op night: {noop_wall:.1f} s, Ray imported: {ray_started}", flush=True)
     compacted = plan_once(spec)
     print("planning, nothing new, compacted:", compacted, flush=True)
 
@@ -213,14 +214,15 @@ def write_results(args, plans, noop_wall, ray_started, run) -> None:
         "",
         f"## Nightly re-run planning, files format, local — {when} — {platform.node()}: "
         f"{os.cpu_count()} cores, "
-        f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB, shared "
-        "with other engineers' test runs (wall times include their load; CPU seconds do not)",
+        f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB, no GPU, "
+        f"shared (load average {' / '.join(f'{x:.1f}' for x in os.getloadavg())} at the end; "
+        "wall times include others' load, CPU seconds less so)",
         "",
         f"{args.done:,} done items (completion records in writes of {args.block} items: "
         f"{-(-args.done // args.block):,} files), {args.new:,} new ones, one CTC task "
         "(`benchmarks/bench_nightly_planning.py`). Targets: planning <= 60 s, <= 1 GiB.",
         "",
-        "| case | planning wall s | planning CPU s | of it: completion records s | peak RSS MiB | units | items to do |",
+        "| case | planning wall s | planning CPU s | imports s (before) | peak RSS MiB | units | items to do |",
         "|---|---|---|---|---|---|---|",
     ]
     names = (
@@ -230,14 +232,14 @@ def write_results(args, plans, noop_wall, ray_started, run) -> None:
     )
     for name, p in zip(names, plans, strict=True):
         lines.append(
-            f"| {name} | {p['wall_s']:.1f} | {p['cpu_s']:.1f} | {p['completion_s']:.1f} | "
+            f"| {name} | {p['wall_s']:.1f} | {p['cpu_s']:.1f} | {p['imports_s']:.1f} | "
             f"{p['peak_rss_mib']:.0f} | {p['units']:,} | {p['todo']:,} |"
         )
     lines += [
         "",
         f"- The no-op night end to end (`run_job`: lease, task identities, planning, "
-        f"compaction of the records, runs row): {noop_wall:.1f} s wall; Ray started: "
-        f"{'yes' if ray_started else 'no'}.",
+        f"compaction of the records, runs row), in a fresh process: {noop_wall:.1f} s wall; "
+        f"Ray imported: {'yes' if ray_started else 'no'} (so not started either).",
     ]
     if run:
         lines.append(
