@@ -9,7 +9,7 @@ several times the CPU of one over 50 (benchmarks/RESULTS.md). Per table and part
 2. deletes the files that the current manifest lists as replaced more than `grace_s`
    ago, and compacted files that no manifest published (a crashed compaction's);
 3. writes the small files' rows into files of about `target_bytes` under new names
-   (`compacted-<generation>-<token>-<n>.parquet`), which no reader reads yet;
+   (`io.compacted.file_name`), which no reader reads yet;
 4. publishes the next manifest `_compaction/<table>/<generation>.json`, created
    exclusively: from then on readers read the new files instead of the old
    (pipeline/io/compacted.py). The old files stay until a later compact, `grace_s` on.
@@ -31,8 +31,8 @@ from datetime import UTC, datetime
 
 from pipeline.errors import AudiobatchError
 from pipeline.io.compacted import (
-    PREFIX,
     Published,
+    file_name,
     generations,
     manifest_path,
     published,
@@ -130,8 +130,7 @@ def compact_table(fs, afs, root: str, table: str, options: CompactOptions) -> Ta
     token = uuid.uuid4().hex[:8]
     written = []
     for n, group in enumerate(groups):
-        name = f"{PREFIX}{generation:08d}-{token}-{n:04d}.parquet"
-        rel = posixpath.join(posixpath.dirname(group[0]), name)
+        rel = posixpath.join(posixpath.dirname(group[0]), file_name(generation, token, n))
         _merge(afs, base, table, [visible[r] for r in group], posixpath.join(base, rel))
         written.append(rel)
     if not written and not expired:

@@ -1,8 +1,8 @@
 """Which files of a table a reader reads: what `audiobatch compact` has published.
 
 `audiobatch compact` (pipeline/io/compact.py) rewrites a partition's many small files
-into a few under new names, `compacted-<generation>-<token>-<n>.parquet`, in the same
-folder. Object storage has no atomic rename of many files, so the switch from the old
+into a few under new names, `-compacted-<rank>-<token>-<n>.parquet` (`file_name`), in the
+same folder. Object storage has no atomic rename of many files, so the switch from the old
 files to the new is one object instead: the table's manifest
 `_compaction/<table>/<generation>.json`, created exclusively (as the lease is). The
 highest generation is the current one; it lists, relative to the table's folder,
@@ -29,7 +29,21 @@ import posixpath
 from dataclasses import dataclass, field
 
 COMPACTION_DIR = "_compaction"
-PREFIX = "compacted-"
+PREFIX = "-compacted-"
+# DuckDB takes a view's columns from the first file of the glob (in name order), before any
+# filter, so that file must never be one a compaction deletes: a reader that listed it
+# while it still existed would fail with FileNotFoundError (on object storage its listing
+# is cached for up to `query.connection.LISTING_TTL_S`). Compacted names sort before run
+# files' (`-` before digits and letters), and a newer generation's before an older's (the
+# rank counts down), so a partition's first file is its current compacted file.
+_RANKS = 10**8
+
+
+def file_name(generation: int, token: str, n: int) -> str:
+    """The name of the `n`-th file a compaction of `generation` writes in a partition."""
+    return f"{PREFIX}{_RANKS - 1 - generation:08d}-{token}-{n:04d}.parquet"
+
+
 _RETRIES = 5
 
 

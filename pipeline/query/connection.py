@@ -64,9 +64,31 @@ def reader_filesystem(fs):
         return fs
     options = {**fs.storage_options, "use_listings_cache": True}
     options |= {"listings_expiry_time": LISTING_TTL_S, "skip_instance_cache": True}
-    reader = type(fs)(**options)
+    reader = _trusting_only_hits(type(fs))(**options)
     reader.retries = getattr(fs, "retries", reader.retries)
     return reader
+
+
+_READER_CLASSES: dict[type, type] = {}
+
+
+def _trusting_only_hits(cls: type) -> type:
+    """`cls` whose listing cache answers only for files it holds. fsspec reports a file
+    missing when its folder's cached listing (up to `LISTING_TTL_S` old) lacks it, yet a later
+    listing (DuckDB's glob) may have found it: a file written meanwhile, e.g. a compaction's
+    (pipeline/io/compacted.py), failed the query with FileNotFoundError. A miss asks the store."""
+    if cls not in _READER_CLASSES:
+
+        class Reader(cls):
+            def _ls_from_cache(self, path):
+                try:
+                    return super()._ls_from_cache(path)
+                except FileNotFoundError:
+                    return None
+
+        Reader.__name__ = Reader.__qualname__ = f"Fresh{cls.__name__}"
+        _READER_CLASSES[cls] = Reader
+    return _READER_CLASSES[cls]
 
 
 def tables_present(fs, path: str, output: str) -> list[str]:
