@@ -24,6 +24,11 @@ Convenience views:
                     run. An item that failed in three runs has three open rows until it
                     succeeds (count them for a retry budget); `error_at` is the failing run's
                     start, so `ORDER BY error_at DESC` puts the newest attempt first.
+                    An error that failed a whole shard (member "", e.g. `config_error` for
+                    a misnamed audio column) is also closed once other items of that shard
+                    (the same `source_uri`) have rows from a later run: for its task, or
+                    in any result table when it names none (issue 11: fixing the spec
+                    re-runs the shard; the stale shard error must not count as an input).
   `run_times`       run_id -> started_at, from `runs`.
 
 "Later" and "newest" order rows by their run's start time (`runs.started_at`); a run with
@@ -150,8 +155,15 @@ def _errors_open() -> str:
         f"SELECT item_id, task, run_id FROM {t} SEMI JOIN errors USING (item_id)"
         for t in RESULT_TABLES
     )
+    # The other items of a shard that failed as a whole (member ""), read later.
+    shard_rows = " UNION ALL ".join(
+        f"SELECT source_uri, task, run_id FROM {t} SEMI JOIN whole USING (source_uri)"
+        for t in RESULT_TABLES
+    )
     return f"""
-        WITH done AS (
+        WITH whole AS (
+            SELECT DISTINCT source_uri FROM errors WHERE member = ''
+        ), done AS (
             SELECT d.item_id, d.task, max({_run_order("d")}) AS ok_at
             FROM ({done}) d LEFT JOIN run_times r ON r.run_id = d.run_id
             GROUP BY d.item_id, d.task
@@ -162,6 +174,12 @@ def _errors_open() -> str:
                 SELECT d.item_id, {_run_order("d")} FROM errors d
                 LEFT JOIN run_times r ON r.run_id = d.run_id WHERE d.task IS NOT NULL
             ) GROUP BY item_id
+        ), shard_done AS (
+            SELECT s.source_uri, s.task, max({_run_order("s")}) AS ok_at
+            FROM ({shard_rows}) s LEFT JOIN run_times r ON r.run_id = s.run_id
+            GROUP BY s.source_uri, s.task
+        ), shard_read AS (
+            SELECT source_uri, max(ok_at) AS ok_at FROM shard_done GROUP BY source_uri
         ), e AS (
             SELECT e.*, {_RUN_AT.format(t="e")} AS error_at, {_run_order("e")} AS _at
             FROM errors e LEFT JOIN run_times r ON r.run_id = e.run_id
@@ -169,8 +187,14 @@ def _errors_open() -> str:
         SELECT e.* EXCLUDE (_at) FROM e
         LEFT JOIN done ON done.item_id = e.item_id AND done.task = e.task
         LEFT JOIN read_ok ON read_ok.item_id = e.item_id AND e.task IS NULL
-        WHERE (e.task IS NOT NULL AND (done.ok_at IS NULL OR done.ok_at <= e._at))
-           OR (e.task IS NULL AND (read_ok.ok_at IS NULL OR read_ok.ok_at <= e._at))"""
+        LEFT JOIN shard_done sd
+            ON e.member = '' AND sd.source_uri = e.source_uri AND sd.task = e.task
+        LEFT JOIN shard_read sr
+            ON e.member = '' AND sr.source_uri = e.source_uri AND e.task IS NULL
+        WHERE (e.task IS NOT NULL AND (done.ok_at IS NULL OR done.ok_at <= e._at)
+               AND (sd.ok_at IS NULL OR sd.ok_at <= e._at))
+           OR (e.task IS NULL AND (read_ok.ok_at IS NULL OR read_ok.ok_at <= e._at)
+               AND (sr.ok_at IS NULL OR sr.ok_at <= e._at))"""
 
 
 CONVENIENCE_VIEWS: dict[str, str] = {

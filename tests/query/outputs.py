@@ -17,11 +17,26 @@ from pipeline.schemas import conform
 SCORES = ("ref_words", "substitutions", "deletions", "insertions", "ref_chars", "char_edits")
 
 
-def item(item_id: str, shard: str = "s1", error: str | None = None, **tasks) -> dict:
+def item(
+    item_id: str,
+    shard: str = "s1",
+    error: str | None = None,
+    *,
+    source: str | None = None,
+    member: str = "",
+    **tasks,
+) -> dict:
     """One input item: a read/decode `error` code, or per task either an error code (a string)
     or that task's columns: a dict (`text`, the score counts, ...) for an ASR task, a list of
     (label, score) for a classification task."""
-    return {"item_id": item_id, "shard": shard, "error": error, "tasks": tasks}
+    return {
+        "item_id": item_id,
+        "shard": shard,
+        "error": error,
+        "source": source or f"/c/{item_id}.wav",
+        "member": member,
+        "tasks": tasks,
+    }
 
 
 def write_run(
@@ -65,8 +80,8 @@ def _batch(items: list[dict], tasks, classify) -> pa.Table:
     for it in items:
         row = {
             "item_id": it["item_id"],
-            "source_uri": f"/c/{it['item_id']}.wav",
-            "member": "",
+            "source_uri": it["source"],
+            "member": it["member"],
             "shard": it["shard"],
             "reference": "a b",
             "input_bytes": 10,

@@ -107,6 +107,28 @@ def test_errors_open_keeps_an_error_written_after_the_success(tmp_path):
     assert rows(con, "SELECT run_id FROM latest") == [("r-old",)]
 
 
+def test_errors_open_closes_a_whole_shard_error_once_its_items_are_read_later(tmp_path):
+    fs, root = local(tmp_path)
+    shard = "/c/train.parquet"
+    # Run 1: the spec named the wrong audio column: one error row for the whole shard.
+    write_run(fs, root, "r1", at(1), [item("sh", error="config_error", source=shard)])
+    other = "/c/other.parquet"  # another shard's whole-shard error, never fixed
+    write_run(fs, root, "r1b", at(1), [item("sh2", error="shard_corrupt", source=other)], part=1)
+    con = connect(root)
+    assert rows(con, "SELECT item_id FROM errors_open ORDER BY 1") == [("sh",), ("sh2",)]
+    # Run 2, spec fixed: the shard's items are read, one of them fails on its own.
+    fixed = [item(f"i{n}", source=shard, member=f"row={n}", ctc={"ref_words": 1}) for n in (0, 1)]
+    fixed.append(item("i2", error="truncated", source=shard, member="row=2"))
+    write_run(fs, root, "r2", at(2), fixed)
+    con = connect(root)
+    assert rows(con, "SELECT item_id, error_code FROM errors_open ORDER BY 1") == [
+        ("i2", "truncated"),
+        ("sh2", "shard_corrupt"),
+    ]
+    # Each input once: 2 transcripts + 1 open error for the shard's 3 items.
+    assert rows(con, f"SELECT count(*) FROM errors_open WHERE source_uri = '{shard}'") == [(1,)]
+
+
 def test_a_table_without_files_is_an_empty_view_with_its_schema(tmp_path):
     fs, root = local(tmp_path)
     write_run(fs, root, "r1", at(1), [item("a", ctc={"ref_words": 1})])  # a clean run: no errors
