@@ -92,3 +92,54 @@ def test_a_run_where_most_items_fail_exits_4_after_writing_everything(
     corpora.write_clips(corpus / "more", 1)
     (corpus / "more" / "junk9.wav").write_bytes(b"still not audio " * 20)
     assert main(["run", spec]) == 0
+
+
+def test_a_fixed_shard_closes_its_stale_shard_error_and_compaction_keeps_every_answer(
+    ray_address, tmp_path, tiny_model, capsys
+):
+    """Issue 11's leftover and issue 13's compaction through real runs: a Parquet shard whose
+    audio column had another name is one shard-level error; once the shard is fixed and
+    re-run, `errors_open` no longer counts it, so results + open errors count each input
+    once. Then `compact`: the same answers, the same report, and a re-run skips everything."""
+    import pyarrow.parquet as pq
+
+    from pipeline.query import connect
+    from pipeline.reports.report import ReportRequest, build_report
+
+    clips = corpora.write_clips(tmp_path / "clips", 4)
+    data = tmp_path / "corpus"
+    corpora.hf_parquet_embedded(clips[:2], data / "a.parquet", text=["a b", "c d"])
+    corpora.hf_parquet_embedded(clips[2:], data / "b.parquet", text=["e f", "g h"])
+    good_b = pq.read_table(data / "b.parquet")
+    pq.write_table(good_b.rename_columns(["speech", "text"]), data / "b.parquet")
+    spec = _spec_file(tmp_path, {"uri": str(data), "format": "parquet"}, tiny_model)
+    out = str(tmp_path / "out")
+    counted = (
+        "SELECT (SELECT count(DISTINCT item_id) FROM transcripts), "
+        "(SELECT count(*) FROM errors_open), (SELECT count(*) FROM errors)"
+    )
+    assert main(["run", spec]) == 0
+    assert connect(out).sql(counted).fetchall() == [(2, 1, 1)]  # b: one config_error row
+    pq.write_table(good_b, data / "b.parquet")  # the shard fixed
+    assert main(["run", spec, "--retry-errors", "config_error"]) == 0
+    con = connect(out)
+    assert con.sql(counted).fetchall() == [(4, 0, 1)]  # 4 inputs, each counted once
+    wer = con.sql("FROM corpus_wer").fetchall()
+
+    def report() -> dict:
+        got = build_report(ReportRequest(out, StorageOptions()))
+        return {k: v for k, v in got.items() if k != "generated_at"}
+
+    before = report()
+    capsys.readouterr()
+    assert main(["compact", out]) == 0
+    assert "transcripts: 2 of 2 files into 1" in capsys.readouterr().out
+    con = connect(out)
+    assert con.sql(counted).fetchall() == [(4, 0, 1)]
+    assert con.sql("FROM corpus_wer").fetchall() == wer
+    assert report() == before
+    assert main(["run", spec]) == 0  # everything done: nothing read, nothing written
+    assert "nothing to do" in capsys.readouterr().out
+    assert connect(out).sql(counted).fetchall() == [(4, 0, 1)]
+    transcripts, _ = _tables(tmp_path)
+    assert transcripts.num_rows == 4
