@@ -7,6 +7,7 @@ the job it started, are signalled, each by its pid."""
 from __future__ import annotations
 
 import collections
+import contextlib
 import os
 import signal
 import subprocess
@@ -165,3 +166,60 @@ def test_r3_a_model_actor_killed_mid_batch_is_restarted_and_every_item_lands_onc
     _assert_exactly_once(out, expected)
     runs = read_table(pafs.LocalFileSystem(), str(out), "runs").column("status").to_pylist()
     assert runs == ["succeeded"]
+
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_r4_the_driver_killed_while_a_checkpoint_is_pending_then_rerun_lands_each_item_once(
+    ray_address, tmp_path, tiny_model
+):
+    """The third write task writes its files and stops before its commit (tests/runner/
+    held_write.py); the driver is killed right then. The re-run deletes that write's files
+    and its pending checkpoint and does its items again."""
+    corpus, out, hold = tmp_path / "corpus", tmp_path / "out", tmp_path / "hold"
+    hold.mkdir()
+    items = build_files_corpus(str(corpus), n_items=120, seed=6, broken=True, manifest="jsonl")
+    expected = _expected(items, corpus)
+    spec = _write_spec(tmp_path / "job.yaml", corpus, out, tiny_model)
+    args = ["run", str(spec), "--address", ray_address]
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+    }
+    driver = subprocess.Popen(
+        [sys.executable, "-m", "tests.runner.held_write", str(hold), "2", *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        cwd=ROOT,
+        env=env,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 300
+        while not (hold / "held").exists() and driver.poll() is None:
+            assert time.monotonic() < deadline, "no write was held within 300 s"
+            time.sleep(0.05)
+        time.sleep(0.2)  # the base name is written just after the file is made
+        base = (hold / "held").read_text()
+        assert base, "the held write named its base"
+        pending = out / "_checkpoint" / f"{base}{PENDING}"
+        files = [p for p in out.rglob(f"{base}.parquet") if "_checkpoint" not in p.parts]
+        assert pending.is_file() and driver.poll() is None, "the driver is killed mid-write"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(driver.pid, signal.SIGKILL)  # the driver process, not an exception
+        driver.wait()
+    tables = {p.relative_to(out).parts[0] for p in files}
+    assert "_completion" in tables and tables & {"transcripts", "errors"}, files
+    landed_before = _landed(out)[0]
+    assert len(landed_before) < len(expected)
+
+    time.sleep(2.5)  # the killed driver's lease expires (tests/runner/test_lease_integration.py)
+    done = subprocess.run([CLI, *args], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert not pending.exists(), "the re-run removed the pending checkpoint"
+    assert not [p for p in out.rglob(f"{base}*")], "and the held write's files"
+    _assert_exactly_once(out, expected)
+    runs = read_table(pafs.LocalFileSystem(), str(out), "runs").column("status").to_pylist()
+    assert sorted(runs) == ["interrupted", "succeeded"]
