@@ -4,8 +4,8 @@ is pending (README "Reliability", R4).
 
     python -m tests.runner.held_write HOLD_DIR TASK_INDEX run SPEC --address ADDRESS
 
-It swaps the runner's sink for `HeldDatasink` and then runs the CLI unchanged. The write
-task whose index is TASK_INDEX writes its table and completion files as usual (Ray has
+It swaps the runner's sink (in `pipeline.runner.execute`) for `HeldDatasink` and then
+runs the CLI unchanged. The write task whose index is TASK_INDEX writes its table and completion files as usual (Ray has
 written its pending checkpoint before them), writes its base name to HOLD_DIR/held, and
 then waits for the driver to die instead of returning, so Ray never commits it. It ends
 by raising, never by returning (and so never commits), once the driver is gone or after
@@ -62,7 +62,7 @@ def _alive(pid: int) -> bool:
 
 
 def main(argv: list[str]) -> int:
-    import pipeline.runner as runner
+    import pipeline.runner.execute as runner
     from pipeline.cli import main as cli
 
     HeldDatasink.hold_dir, HeldDatasink.hold_task = argv[0], int(argv[1])
