@@ -5,9 +5,9 @@ is pending (README "Reliability", R4).
     python -m tests.runner.held_write HOLD_DIR TASK_INDEX run SPEC --address ADDRESS
 
 It swaps the runner's sink (in `pipeline.runner.execute`) for `HeldDatasink` and then
-runs the CLI unchanged. The write task whose index is TASK_INDEX writes its table and completion files as usual (Ray has
-written its pending checkpoint before them), writes its base name to HOLD_DIR/held, and
-then waits for the driver to die instead of returning, so Ray never commits it. It ends
+runs the CLI unchanged. The write task whose index is TASK_INDEX writes its table and
+completion files as usual (Ray has written its pending checkpoint before them), writes
+its base name to HOLD_DIR/held, and then waits for the driver to die instead of returning, so Ray never commits it. It ends
 by raising, never by returning (and so never commits), once the driver is gone or after
 `HOLD_S`. Nothing of this is in the package: the swap happens only in this process, and
 the class travels to the workers by value (it is defined in `__main__`).
