@@ -50,6 +50,14 @@ class Reader(threading.Thread):
             except Exception as exc:  # kept, and the test fails on it
                 self.failures.append(repr(exc))
 
+    def settle(self, more: int = 2, timeout_s: float = 120.0) -> None:
+        """Wait until `more` further queries have run (a loaded machine runs them slowly)."""
+        import time
+
+        target, deadline = self.queries + more, time.monotonic() + timeout_s
+        while self.queries < target and time.monotonic() < deadline and self.is_alive():
+            time.sleep(0.05)
+
     def retire_keep(self) -> None:
         """Stop using the early connection: past the grace period it may miss rows (the
         files it reads get deleted), as documented."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 
 import pyarrow as pa
 import pyarrow.fs as pafs
@@ -175,18 +174,18 @@ def test_a_reader_during_compaction_never_sees_a_duplicate_or_a_missing_row(tmp_
     expected = many_runs(FS, str(tmp_path), 120)
     reader = Reader(str(tmp_path), expected, errors=120)
     reader.start()
-    time.sleep(0.5)
+    reader.settle()
     generations = []
     for n in range(rounds):  # publish, then delete the replaced files (grace 0), then again
         if n == 1:  # past the grace period: only connections made since are guaranteed
             reader.retire_keep()
         compact_output(str(tmp_path), None, CompactOptions(grace_s=3600 if n == 0 else 0), **QUIET)
         generations.append(published(FS, str(tmp_path), "transcripts").generation)
-        time.sleep(0.5)
+        reader.settle()
     reader.finish()
     assert reader.failures == [], reader.failures[:2]
     assert reader.wrong == []
-    assert reader.queries > 10 and reader.kept_queries > 2
+    assert reader.queries >= 8 and reader.kept_queries >= 2
     assert generations == [0, 1, 1]
     assert len(list((tmp_path / "transcripts" / "task=ctc").iterdir())) == 1
     manifest = json.loads((tmp_path / "_compaction" / "transcripts" / "00000001.json").read_text())
