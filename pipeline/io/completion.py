@@ -164,12 +164,15 @@ def settle(
         rows = latest.get(task)
         ids = np.array([], dtype="S1")
         if rows is not None:
-            retry = _retried(rows, input_hash, policy)
-            again = _of_sources(rows["source_uri"], reprocess) & ~retry
+            table, item = rows
+            retry = _retried(table, input_hash, policy)
+            again = _of_sources(table.column("source_uri"), reprocess) & ~retry
             retried, redo = retried + int(retry.sum()), redo + int(again.sum())
             todo = retry | again
-            pending.update(rows["source_uri"][todo].tolist())
-            ids = rows["item_id"][~todo]
+            if todo.any():
+                chosen = table.column("source_uri").filter(pa.array(todo))
+                pending.update(chosen.unique().to_pylist())
+            ids = item[~todo]
         done[task] = IdSet(np.unique(np.concatenate([ids.astype("S"), legacy.astype("S")])))
     every = [done[t].ids for t in tasks]
     both = every[0]
@@ -182,22 +185,47 @@ def settle(
 
 def source_state(records: Records) -> pa.Table | None:
     """Per source URI: its size and version in its latest records (null where those
-    records predate the columns) and how many distinct items it holds in the records."""
+    records predate the columns). One sort of (source, run) and a take of the last row of
+    each source: a hash group-by over 1M sources cost several times the memory."""
+    import pyarrow.compute as pc
+
     t = records.table
     if t is None or t.num_rows == 0:
         return None
-    t = _decoded(
-        t.select(["source_uri", "run_id", "source_size", "source_version", "item_id"]), "run_id"
+    keys = _decoded(t.select(["source_uri", "run_id"]), "run_id")
+    order = pc.sort_indices(keys, sort_keys=[("source_uri", "ascending"), ("run_id", "ascending")])
+    del keys
+    uri = t.column("source_uri").take(order).combine_chunks()
+    last = np.ones(len(uri), dtype=bool)
+    if len(uri) > 1:
+        last[:-1] = _mask(pc.not_equal(uri.slice(1), uri.slice(0, len(uri) - 1)))
+    rows = order.filter(pa.array(last))
+    return pa.table(
+        {
+            "source_uri": uri.filter(pa.array(last)),
+            "source_size": t.column("source_size").take(rows),
+            "source_version": t.column("source_version").take(rows),
+        }
     )
-    t = t.sort_by([("source_uri", "ascending"), ("run_id", "ascending")])
-    state = t.group_by("source_uri", use_threads=False).aggregate(
-        [
-            ("source_size", "last"),
-            ("source_version", "last"),
-            ("item_id", "count_distinct"),
-        ]
+
+
+def source_items(records: Records, uris: set[str]) -> dict[str, int]:
+    """How many distinct items each of `uris` holds in the records."""
+    import pyarrow.compute as pc
+
+    t = records.table
+    if t is None or not uris:
+        return {}
+    t = t.select(["source_uri", "item_id"])
+    t = t.filter(pc.is_in(t.column("source_uri"), pa.array(sorted(uris))))
+    counts = t.group_by("source_uri").aggregate([("item_id", "count_distinct")])
+    return dict(
+        zip(
+            counts.column("source_uri").to_pylist(),
+            counts.column("item_id_count_distinct").to_pylist(),
+            strict=True,
+        )
     )
-    return state.rename_columns(["source_uri", "source_size", "source_version", "items"])
 
 
 def compact(
@@ -295,59 +323,57 @@ def _column(batch: pa.Table, name: str) -> list:
     return batch.column(name).to_pylist() if name in batch.column_names else [None] * len(batch)
 
 
-def _retried(rows: dict[str, np.ndarray], input_hash: str, policy: RetryPolicy) -> np.ndarray:
+def _retried(rows: pa.Table, input_hash: str, policy: RetryPolicy) -> np.ndarray:
     """True where the latest outcome is an error that `policy` retries this run."""
-    outcome, transient = rows["outcome"], rows["transient"]
-    error = outcome != OK
-    retry = transient.copy()
+    import pyarrow.compute as pc
+
+    outcome = rows.column("outcome")
+    error = pc.not_equal(outcome, OK)
+    retry = rows.column("transient")
     if policy.all:
-        retry |= True
+        retry = pc.or_(retry, error)
     elif policy.codes:
-        retry |= np.isin(outcome, np.array(sorted(policy.codes), dtype=object))
-    retry |= rows["shard_level"] & (rows["input_hash"] != input_hash)
-    return error & retry
+        retry = pc.or_(retry, pc.is_in(outcome, pa.array(sorted(policy.codes))))
+    stale = pc.not_equal(rows.column("input_hash"), input_hash)
+    retry = pc.or_(retry, pc.and_(rows.column("shard_level"), stale))
+    return _mask(pc.and_(error, retry))
 
 
-def _of_sources(sources: np.ndarray, chosen: frozenset[str]) -> np.ndarray:
+def _of_sources(sources: pa.ChunkedArray, chosen: frozenset[str]) -> np.ndarray:
     if not chosen or not len(sources):
         return np.zeros(len(sources), dtype=bool)
     import pyarrow.compute as pc
 
-    return pc.is_in(pa.array(sources, pa.string()), pa.array(sorted(chosen))).to_numpy(
-        zero_copy_only=False
-    )
+    return _mask(pc.is_in(sources, pa.array(sorted(chosen))))
 
 
-def _latest(table: pa.Table | None) -> dict[str, dict[str, np.ndarray]]:
-    """task -> columns of the latest record (by run id, which starts with its time) per item."""
+def _mask(values) -> np.ndarray:
+    return np.asarray(values.to_numpy(zero_copy_only=False), dtype=bool)
+
+
+def _latest(table: pa.Table | None) -> dict[str, tuple[pa.Table, np.ndarray]]:
+    """task -> (the latest record per item, by run id, which starts with its time; its item
+    ids as fixed-width bytes). Columns stay Arrow: no Python object per record."""
     if table is None or table.num_rows == 0:
         return {}
     import pyarrow.compute as pc
 
-    table = table.select(
-        [
-            "task",
-            "item_id",
-            "run_id",
-            "outcome",
-            "transient",
-            "shard_level",
-            "input_hash",
-            "source_uri",
-        ]
-    )
+    names = ["item_id", "run_id", "outcome", "transient", "shard_level", "input_hash", "source_uri"]
+    tasks = pc.unique(table.column("task")).to_pylist()
     out = {}
-    for name in pc.unique(table.column("task")).to_pylist():
-        sub = _decoded(table.filter(pc.equal(table.column("task"), name)), "run_id")
-        order = pc.sort_indices(sub, sort_keys=[("item_id", "ascending"), ("run_id", "ascending")])
-        sub = sub.take(order)
-        item = _fixed(sub.column("item_id"))
+    for name in tasks:
+        sub = table if len(tasks) == 1 else table.filter(pc.equal(table.column("task"), name))
+        sub = sub.select(names)
+        keys = _decoded(sub.select(["item_id", "run_id"]), "run_id")
+        order = pc.sort_indices(keys, sort_keys=[("item_id", "ascending"), ("run_id", "ascending")])
+        del keys
+        item = _fixed(sub.column("item_id").take(order))
         last = np.ones(len(item), dtype=bool)
         last[:-1] = item[1:] != item[:-1]
-        sub = sub.filter(pa.array(last))
-        rows = {c: _plain(sub.column(c)) for c in sub.column_names if c not in ("task", "item_id")}
-        rows["item_id"] = item[last]
-        out[str(name)] = rows
+        picked = sub.take(order.filter(pa.array(last)))  # one copy, of the latest rows only
+        for column in ("run_id", "outcome", "input_hash"):
+            picked = _decoded(picked, column)
+        out[str(name)] = (picked, item[last])
     return out
 
 
@@ -361,7 +387,19 @@ def _decoded(table: pa.Table, name: str) -> pa.Table:
 
 
 def _fixed(column: pa.ChunkedArray) -> np.ndarray:
-    """A string column as NumPy fixed-width bytes (the IdSet's form)."""
+    """A string column as NumPy fixed-width bytes (the IdSet's form). Ids of one length
+    (the derived ones: 24 hex digits) are viewed straight from Arrow's buffer."""
+    import pyarrow.compute as pc
+
+    array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    if len(array) and array.null_count == 0:
+        lengths = pc.min_max(pc.binary_length(array)).as_py()
+        width = lengths["min"]
+        if width and width == lengths["max"] and array.type == pa.string():
+            offsets = np.frombuffer(array.buffers()[1], dtype=np.int32)
+            start = int(offsets[array.offset])
+            data = array.buffers()[2].to_pybytes()[start : start + width * len(array)]
+            return np.frombuffer(data, dtype=f"S{width}").copy()
     return np.asarray(_plain(column), dtype="S")
 
 

@@ -26,7 +26,7 @@ from collections.abc import Sequence
 import pyarrow as pa
 import pyarrow.fs as pafs
 
-from pipeline.io.completion import Completion
+from pipeline.io.completion import Completion, Records, source_items
 from pipeline.io.storage import full_uri, full_uris
 from pipeline.io.units import Listing, WorkUnit
 
@@ -66,14 +66,19 @@ def changed_sources(
 
     if state is None or listed.num_rows == 0:
         return ()
-    known = state.filter(pc.is_valid(state.column("source_version")))
-    both = listed.join(known, keys="source_uri", join_type="inner")
-    if both.num_rows == 0:
+    # Positions of the listed sources in the state (a hash of the state's URIs): leaner
+    # than a join at 1M sources.
+    at = pc.index_in(listed.column("source_uri"), value_set=state.column("source_uri"))
+    known = pc.is_valid(at)
+    listed, at = listed.filter(known), at.filter(known)
+    if listed.num_rows == 0:
         return ()
-    version_differs = pc.not_equal(both.column("version"), both.column("source_version"))
-    size_differs = pc.not_equal(both.column("size"), both.column("source_size"))
-    differs = pc.or_(pc.fill_null(version_differs, True), pc.fill_null(size_differs, False))
-    found = both.filter(differs)
+    size, version = state.column("source_size").take(at), state.column("source_version").take(at)
+    version_differs = pc.and_(pc.is_valid(version), pc.not_equal(listed.column("version"), version))
+    size_differs = pc.not_equal(listed.column("size"), size)
+    differs = pc.or_(pc.fill_null(version_differs, False), pc.fill_null(size_differs, False))
+    # A recorded version with no listed one (a storage without etags) proves nothing.
+    found = listed.filter(pc.and_(differs, pc.is_valid(version)))
     if units is not None and units.num_rows and found.num_rows:
         seen = units.select(["shard_uri", "size", "version"]).rename_columns(
             ["source_uri", "size", "version"]
@@ -121,7 +126,7 @@ def write_unit_records(
 def settled_shards(
     listing: Listing,
     units: pa.Table | None,
-    state: pa.Table | None,
+    records: Records,
     done: Completion,
     tasks: Sequence[str],
 ) -> dict[str, int]:
@@ -132,7 +137,7 @@ def settled_shards(
     for r in units.to_pylist():
         if r["version"] is not None:
             covered.setdefault((r["shard_uri"], r["size"], r["version"]), set()).update(r["tasks"])
-    counts = _item_counts(state, {uri for uri, _, _ in covered})
+    counts = source_items(records, {uri for uri, _, _ in covered})
     wanted = set(tasks)
     settled = {}
     for path, size in listing.files.items():
@@ -144,14 +149,3 @@ def settled_shards(
             continue
         settled[path] = counts.get(uri, 0)
     return settled
-
-
-def _item_counts(state: pa.Table | None, uris: set[str]) -> dict[str, int]:
-    if state is None or not uris:
-        return {}
-    import pyarrow.compute as pc
-
-    rows = state.filter(pc.is_in(state.column("source_uri"), pa.array(sorted(uris))))
-    return dict(
-        zip(rows.column("source_uri").to_pylist(), rows.column("items").to_pylist(), strict=True)
-    )
