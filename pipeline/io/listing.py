@@ -15,6 +15,7 @@ import posixpath
 from pipeline.errors import InputError
 from pipeline.io.formats import FORMATS
 from pipeline.io.idset import IdSet
+from pipeline.io.paths import local_file
 from pipeline.io.storage import filesystem, is_local
 from pipeline.io.units import InputPlan, Listing
 from pipeline.spec import InputSpec
@@ -56,8 +57,8 @@ def cut_input(
 
 
 def _list(fs, root: str, uri: str) -> Listing:
-    """Every file and its size, the local paths that are not plain files, and the folder
-    that relative paths are relative to."""
+    """Every file and its size (symlinks to files inside the prefix included), the local paths
+    that are not plain files, and the folder that relative paths are relative to."""
     glob_at = min((root.index(ch) for ch in "*?[" if ch in root), default=None)
     # A glob's prefix is the folder before its first wildcard: /data/*/x.wav -> /data.
     base = posixpath.dirname(root if glob_at is None else root[:glob_at])
@@ -77,14 +78,25 @@ def _list(fs, root: str, uri: str) -> Listing:
         raise InputError(f"input {uri} could not be listed: {exc}") from None
     files = {p: info.get("size") for p, info in paths.items() if info.get("type", "file") == "file"}
     versions = {p: v for p in files if (v := _version(paths[p])) is not None}
-    special = tuple(
-        sorted(
-            p
-            for p, info in paths.items()
-            if local and p != root and info.get("type") in ("other", "directory")
-        )
+    special = sorted(
+        p
+        for p, info in paths.items()
+        if local and p != root and info.get("type") in ("other", "directory")
     )
-    return Listing(fs, base, files, special, versions)
+    if local:
+        _follow_links(base, files, versions, special)
+    return Listing(fs, base, files, tuple(special), versions)
+
+
+def _follow_links(base: str, files: dict, versions: dict, special: list[str]) -> None:
+    """Move each symlink in `special` that leads to a regular file inside `base` into
+    `files`: it is that file, in every format (issue 16 item 3); the rest stay special."""
+    for p in [p for p in special if os.path.islink(p)]:
+        size = local_file(p, base, allow_outside=False)
+        if isinstance(size, int):
+            files[p] = size
+            versions[p] = str(os.stat(p).st_mtime_ns)
+            special.remove(p)
 
 
 def _walk_local(fs, root: str) -> Listing:
@@ -107,6 +119,7 @@ def _walk_local(fs, root: str) -> Listing:
                     versions[e.path] = str(st.st_mtime_ns)
                 else:
                     special.append(e.path)
+    _follow_links(root, files, versions, special)
     return Listing(fs, root, files, tuple(sorted(special)), versions)
 
 

@@ -53,15 +53,43 @@ def check_path(path: str, prefix: str, *, allow_outside: bool, local: bool) -> R
     return None
 
 
+def _refused_target(path: str, prefix: str, allow_outside: bool) -> RowError | None:
+    """Why the file a local `path` leads to (symlinks resolved) may not be read, or None."""
+    real = os.path.realpath(path)
+    refused = check_path(real, os.path.realpath(prefix), allow_outside=allow_outside, local=True)
+    if refused is None:
+        return None
+    via = "" if real == path else f" (where the symlink {path} leads)"
+    return RowError(refused.code, refused.message + via)
+
+
+def local_file(path: str, prefix: str, *, allow_outside: bool) -> int | RowError:
+    """The size of the local regular file `path` is or leads to, or why it is not one to read
+    (the checks of `read_local`, without opening anything: a FIFO is never opened)."""
+    refused = _refused_target(path, prefix, allow_outside)
+    if refused is not None:
+        return refused
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        return RowError(ErrorCode.MISSING_AUDIO, f"{path} does not exist (or is a broken symlink)")
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return RowError(ErrorCode.READ_FAILED, f"{path} is a symlink loop")
+        return RowError(ErrorCode.READ_FAILED, f"could not stat {path}: {exc.strerror or exc}")
+    if not stat.S_ISREG(info.st_mode):
+        return RowError(
+            ErrorCode.READ_FAILED, f"{path} is a {_kind(info.st_mode)}, not a file: not read"
+        )
+    return info.st_size
+
+
 def read_local(path: str, prefix: str, *, allow_outside: bool, max_bytes: int) -> bytes | RowError:
     """The bytes of a local regular file, or why not: symlinks resolved and checked like the
     path itself, never blocking on a FIFO, never reading a device or directory."""
-    real = os.path.realpath(path)
-    real_prefix = os.path.realpath(prefix)
-    refused = check_path(real, real_prefix, allow_outside=allow_outside, local=True)
+    refused = _refused_target(path, prefix, allow_outside)
     if refused is not None:
-        via = "" if real == path else f" (where the symlink {path} leads)"
-        return RowError(refused.code, refused.message + via)
+        return refused
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:

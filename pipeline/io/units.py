@@ -68,6 +68,9 @@ class WorkUnit:
     files: tuple[FileEntry, ...] = field(default=())
     prefix: str = ""  # files format: the input prefix that paths (and symlinks) must stay in
     version: str | None = None  # the shard's etag or mtime when listed (changed sources)
+    # A shard path that is no file to read (a symlink leading outside, a loop, a broken
+    # symlink, a FIFO or directory named like a shard): one error row, never opened.
+    error: RowError | None = None
 
 
 @dataclass(frozen=True)
@@ -96,8 +99,9 @@ class Listing:
     fs: Any  # an fsspec filesystem
     base: str
     files: dict[str, int | None]
-    # Local paths that are not plain files (symlinks, FIFOs, directories): the files
-    # format reads those named like audio, and reading says what each one is.
+    # Local paths that are not plain files (symlinks that do not lead to a file inside the
+    # prefix, FIFOs, directories): every format makes those named like its items or shards
+    # units or items, and reading says what each one is.
     special: tuple[str, ...] = ()
     # path -> etag (object storage) or mtime in ns (local disk), where the listing has one.
     versions: dict[str, str] = field(default_factory=dict)

@@ -23,7 +23,14 @@ import pyarrow as pa
 
 from pipeline.columns import ITEM_SCHEMA
 from pipeline.errors import ErrorCode, InputError, RowError
-from pipeline.io.formats.shard import require, shard_failed, shard_units, unsettled
+from pipeline.io.formats.shard import (
+    refused_row,
+    require,
+    shard_failed,
+    shard_paths,
+    shard_units,
+    unsettled,
+)
 from pipeline.io.idset import IdSet
 from pipeline.io.paths import check_path, normalise, read_local
 from pipeline.io.storage import filesystem, is_local
@@ -37,18 +44,26 @@ LIKELY_REFERENCES = ("text", "sentence", "transcription", "transcript", "normali
 def list_units(
     listing: Listing, spec: InputSpec, per_unit: int, done: IdSet
 ) -> tuple[list[WorkUnit], int]:
-    shards = require(_shards(listing), ".parquet shards (or save_to_disk .arrow files)", spec.uri)
-    todo = unsettled(listing, shards)  # settled shards are not opened, not even for this
+    named = shard_paths(listing, lambda p: p.lower().endswith(SHARD_ENDINGS))
+    named = require(named, ".parquet shards (or save_to_disk .arrow files)", spec.uri)
+    # Settled shards are not opened, not even for this; the first one readable as a file
+    # (not a FIFO named like a shard) is checked against the spec.
+    todo = unsettled(listing, _shards(listing))
     try:
         schema = _schema(listing.fs, todo[0]) if todo else None
     except InputError:  # a corrupt shard is that shard's error row, not the run's
         schema = None
     if schema is not None:
         _check_columns(schema, spec, todo[0])
-    return shard_units(listing, shards, "parquet", spec.limit)
+    return shard_units(
+        listing, named, "parquet", spec.limit, allow_outside=spec.allow_outside_paths
+    )
 
 
 def read_rows(unit: WorkUnit, spec: InputSpec, max_bytes: int, batch: int) -> Iterator[dict]:
+    if unit.error is not None:
+        yield refused_row(unit)
+        return
     fs, _ = filesystem(spec.uri, spec.storage)
     path = fs._strip_protocol(unit.shard_uri)
     reader = _Paths(fs, path, spec, max_bytes)

@@ -20,7 +20,7 @@ from collections.abc import Iterator
 
 from pipeline.columns import TEXT_ITEM_SCHEMA
 from pipeline.errors import ErrorCode, InputError, RowError
-from pipeline.io.formats.shard import require, shard_units
+from pipeline.io.formats.shard import require, shard_paths, shard_units
 from pipeline.io.idset import IdSet
 from pipeline.io.manifest import read_table_file
 from pipeline.io.units import InputFormat, Listing, WorkUnit, error_fields, item_id
@@ -32,13 +32,16 @@ TEXT_EXTENSIONS = ("jsonl", "json", "ndjson", "csv", "tsv", "parquet")
 def list_units(
     listing: Listing, spec: InputSpec, per_unit: int, done: IdSet
 ) -> tuple[list[WorkUnit], int]:
-    tables = sorted(p for p in listing.files if p.lower().rsplit(".", 1)[-1] in TEXT_EXTENSIONS)
-    what = f"text tables ({', '.join(TEXT_EXTENSIONS)})"
-    return shard_units(listing, require(tables, what, spec.uri), "texts", spec.limit)
+    tables = shard_paths(listing, lambda p: p.lower().rsplit(".", 1)[-1] in TEXT_EXTENSIONS)
+    tables = require(tables, f"text tables ({', '.join(TEXT_EXTENSIONS)})", spec.uri)
+    return shard_units(listing, tables, "texts", spec.limit, allow_outside=spec.allow_outside_paths)
 
 
 def read_rows(unit: WorkUnit, spec: InputSpec, max_bytes: int, batch: int) -> Iterator[dict]:
     """One row of `columns.TEXT_ITEM_SCHEMA` per row of the table (or one for the table)."""
+    if unit.error is not None:  # refused at listing (pipeline/io/formats/shard.py)
+        yield _row(unit, "", None, None, None, None, None, unit.error)
+        return
     try:
         table = read_table_file(unit.shard_uri, spec.storage, what="text table")
         text_col = spec.text_column or "text"

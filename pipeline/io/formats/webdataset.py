@@ -20,7 +20,14 @@ from collections.abc import Iterator
 
 from pipeline.columns import ITEM_SCHEMA
 from pipeline.errors import ErrorCode, RowError
-from pipeline.io.formats.shard import require, shard_failed, shard_units, unsettled
+from pipeline.io.formats.shard import (
+    refused_row,
+    require,
+    shard_failed,
+    shard_paths,
+    shard_units,
+    unsettled,
+)
 from pipeline.io.idset import IdSet
 from pipeline.io.storage import filesystem
 from pipeline.io.units import InputFormat, Listing, WorkUnit, audio_row
@@ -30,13 +37,17 @@ from pipeline.spec import InputSpec
 def list_units(
     listing: Listing, spec: InputSpec, per_unit: int, done: IdSet
 ) -> tuple[list[WorkUnit], int]:
-    tars = sorted(p for p in listing.files if p.lower().endswith(SHARD_ENDINGS))
+    tars = shard_paths(listing, lambda p: p.lower().endswith(SHARD_ENDINGS))
+    tars = require(tars, ".tar / .tar.gz shards", spec.uri)
     return shard_units(
-        listing, require(tars, ".tar / .tar.gz shards", spec.uri), "webdataset", spec.limit
+        listing, tars, "webdataset", spec.limit, allow_outside=spec.allow_outside_paths
     )
 
 
 def read_rows(unit: WorkUnit, spec: InputSpec, max_bytes: int, batch: int) -> Iterator[dict]:
+    if unit.error is not None:
+        yield refused_row(unit)
+        return
     fs, _ = filesystem(spec.uri, spec.storage)
     audio_exts = {e.lower() for e in spec.extensions}
     try:
