@@ -21,6 +21,7 @@ Appends what it saw to benchmarks/RESULTS.md, with the machine named.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import tempfile
@@ -126,6 +127,11 @@ def build(fs, root: str, rows: int, files: int) -> None:
             part = conform(with_partition(part, "transcripts", task), "transcripts")
             folder = partition_dir(root, "transcripts", "task", task)
             write_parquet(fs, f"{folder}/{run[-6:]}{f:04d}_{f:06d}.parquet", part)
+        # The task's identity record, as the first run writing it leaves it (with the model's
+        # revision: every file has the column, so the views read without union_by_name).
+        fs.create_dir(f"{root}/_tasks", recursive=True)
+        with fs.open_output_stream(f"{root}/_tasks/{task}.json") as record:
+            record.write(json.dumps({"kind": "ctc", "model_revision": f"sha256:{k:016x}"}).encode())
     for r, run in enumerate(run_ids):
         row = {
             "run_id": run, "spec_hash": "h", "spec_json": "{}", "versions": "{}",

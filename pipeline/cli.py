@@ -151,11 +151,17 @@ def _task_check(spec) -> str:
     """Refuse a task changed under a name a local output already holds. Object storage is
     not contacted here (validate stays instant and offline); `run` checks it first."""
     from pipeline.io.storage import filesystem, is_remote
-    from pipeline.io.task_identity import check_tasks
+    from pipeline.io.task_identity import check_tasks, recorded_revisions
+    from pipeline.models.revision import resolve_revisions
 
     if is_remote(spec.output.uri):
         return " (object storage: task identities are checked when the run starts)"
-    check_tasks(*filesystem(spec.output.uri, spec.output.storage), spec)
+    fs, root = filesystem(spec.output.uri, spec.output.storage)
+    # Recorded tasks' local folders are a (memoised) hash here; hub ids need the hub and
+    # object storage the network: `run` checks those.
+    known = recorded_revisions(fs, root)
+    revisions = resolve_revisions(spec, hub=False, remote=False, only=known) if known else {}
+    check_tasks(fs, root, spec, revisions)
     return ""
 
 

@@ -58,10 +58,14 @@ class Plan:
     sample_rate: int
 
 
-def build_plan(spec: JobSpec) -> Plan:
-    """The checked stages (`stage_plans`) and what the sink needs to know of each task."""
+def build_plan(spec: JobSpec, revisions: dict[str, str] | None = None) -> Plan:
+    """The checked stages (`stage_plans`) and what the sink needs to know of each task.
+
+    `revisions` (task name -> resolved model revision, pipeline/models/revision.py) go into
+    every row the task writes, and pin each model to that revision where it is loaded."""
     from pipeline.io.tables import TaskInfo
 
+    revisions = revisions or {}
     tasks = [
         TaskInfo(
             t.task_name,
@@ -69,10 +73,23 @@ def build_plan(spec: JobSpec) -> Plan:
             t.model,
             MODEL_STAGES[t.kind].table,
             roundtrip=getattr(t, "roundtrip_task", None),
+            revision=revisions.get(t.task_name),
         )
         for t in spec.tasks
     ]
+    if revisions:
+        spec = spec.model_copy(update={"tasks": [_pinned(t, revisions) for t in spec.tasks]})
     return Plan(stage_plans(spec), tasks, spec.tasks[0].sample_rate)
+
+
+def _pinned(task, revisions: dict[str, str]):
+    """`task` loading its model at the resolved revision: a hub commit is handed to
+    `from_pretrained`; an object-storage model's cache copy is keyed by it (so changed
+    objects are copied again). A local folder is loaded in place whatever it says."""
+    revision = revisions.get(task.task_name, "").split("+")[0]
+    if not revision or revision.startswith("sha256:"):
+        return task
+    return task.model_copy(update={"revision": revision})
 
 
 def stage_plans(spec: JobSpec) -> list[StagePlan]:

@@ -64,6 +64,7 @@ TRANSCRIPTS = pa.schema(
         *ITEM_KEYS,
         pa.field("duration_s", pa.float64()),
         pa.field("model", pa.string()),
+        pa.field("model_revision", pa.string()),
         pa.field("text", pa.string()),
         pa.field("language", pa.string()),
         pa.field("language_prob", pa.float64()),
@@ -89,6 +90,7 @@ CLASSIFICATIONS = pa.schema(
         *ITEM_KEYS,
         pa.field("duration_s", pa.float64()),
         pa.field("model", pa.string()),
+        pa.field("model_revision", pa.string()),
         # Clip classifiers: top-k labels, best first (pooled over windows for long items).
         pa.field("labels", pa.list_(LABEL_SCORE)),
         pa.field("windows", pa.list_(WINDOW)),  # per-window labels, when asked for
@@ -108,6 +110,7 @@ SYNTHESES = pa.schema(
         pa.field("normalized_text", pa.string()),  # what was spoken (numbers spelled out)
         pa.field("speaker", pa.string()),
         pa.field("model", pa.string()),
+        pa.field("model_revision", pa.string()),
         pa.field("audio_uri", pa.string()),
         pa.field("duration_s", pa.float64()),
         pa.field("n_frames", pa.int32()),  # mel frames generated
@@ -204,6 +207,10 @@ class SchemaMismatch(AudiobatchError):
 # run that does not know them) may leave them out, and they are written as nulls.
 ADDED_LATER: dict[str, frozenset[str]] = {
     "errors": frozenset({"metadata"}),
+    # The model's resolved revision (pipeline/models/revision.py); older files lack it.
+    "transcripts": frozenset({"model_revision"}),
+    "classifications": frozenset({"model_revision"}),
+    "syntheses": frozenset({"model_revision"}),
     "runs": frozenset(
         {
             "units",

@@ -31,6 +31,7 @@ class TaskInfo:
     model: str
     table: str = "transcripts"
     roundtrip: str | None = None  # syntheses: the ASR task whose transcript is copied in
+    revision: str | None = None  # the model's resolved revision (pipeline/models/revision.py)
 
 
 def split_batch(
@@ -145,6 +146,8 @@ def _task_rows(good: pa.Table, task: TaskInfo, run_id: str) -> pa.Table:
     table = table.rename_columns([renamed.get(c, c) for c in table.column_names])
     if "model" not in table.column_names:
         table = table.append_column("model", pa.array([task.model] * table.num_rows, pa.string()))
+    revision = pa.array([task.revision] * table.num_rows, pa.string())
+    table = table.append_column("model_revision", revision)
     # Columns a task kind does not produce (e.g. `language` for CTC) are written as nulls.
     for f in TABLES[task.table][0]:
         if f.name not in table.column_names:

@@ -3,8 +3,9 @@
 Completion is tracked per item and task name, so a task whose model or decoding changed
 under the same name would silently leave old items with the old output and new items
 with the new one. The first run that writes a task records what decides its output in
-`<output>/_tasks/<name>.json`: the kind, the model and revision, and every option that
-changes results. A later spec that changes any of it under the same name is refused
+`<output>/_tasks/<name>.json`: the kind, the model and revision, the model's resolved
+revision (`model_revision`: a hub commit or a content hash, pipeline/models/revision.py),
+and every option that changes results. A later spec that changes any of it under the same name is refused
 (at `validate` and at `run`) with the fields that differ. Options that only say how the
 work is run (GPUs, CPUs, threads, actors, batch sizes, device, dtype, storage) are not
 part of it: a transcript does not depend on its batch.
@@ -39,22 +40,34 @@ EXECUTION_FIELDS = frozenset(
 )
 
 
-def identity(task) -> dict:
-    """What decides a task's rows (see the module doc)."""
+def identity(task, revision: str | None = None) -> dict:
+    """What decides a task's rows (see the module doc); `revision` is its model's resolved one."""
     fields = task.model_dump(mode="json")
+    if revision is not None:
+        fields[REVISION] = revision
     return {k: v for k, v in sorted(fields.items()) if k not in EXECUTION_FIELDS}
 
 
-def check_tasks(fs, root: str, spec: JobSpec) -> None:
-    """Raise SpecError if a task of `spec` changed under a name already used in the output."""
+REVISION = "model_revision"
+
+
+def check_tasks(fs, root: str, spec: JobSpec, revisions: dict[str, str] | None = None) -> None:
+    """Raise SpecError if a task of `spec` changed under a name already used in the output.
+
+    `revisions` (task name -> resolved model revision) is compared where given: `validate`
+    leaves out the models it does not resolve offline."""
+    revisions = revisions or {}
     problems = []
     for task in spec.tasks:
         recorded = _read(fs, _path(root, task.task_name))
         if recorded is None:
             continue
-        now = identity(task)
-        # A field newer than the record (added by a later audiobatch) is not a change.
-        changed = sorted(k for k in recorded if now.get(k) != recorded[k])
+        now = identity(task, revisions.get(task.task_name))
+        # A field newer than the record (added by a later audiobatch) is not a change, nor
+        # is a revision this check was not given.
+        changed = sorted(
+            k for k in recorded if (k in now or k != REVISION) and now.get(k) != recorded[k]
+        )
         if changed:
             diff = "; ".join(
                 f"{k}: {recorded.get(k)!r} in the output, {now.get(k)!r} in this spec"
@@ -69,13 +82,27 @@ def check_tasks(fs, root: str, spec: JobSpec) -> None:
         raise SpecError("a task changed under its old name\n" + "\n".join(problems))
 
 
-def record_tasks(fs, root: str, spec: JobSpec) -> None:
+def record_tasks(fs, root: str, spec: JobSpec, revisions: dict[str, str] | None = None) -> None:
     """Write the identity of each task not recorded yet (after `check_tasks` passed)."""
+    revisions = revisions or {}
     for task in spec.tasks:
         path = _path(root, task.task_name)
         if _read(fs, path) is None:
             fs.makedirs(posixpath.dirname(path), exist_ok=True)
-            fs.pipe_file(path, json.dumps(identity(task), indent=1).encode())
+            record = identity(task, revisions.get(task.task_name))
+            fs.pipe_file(path, json.dumps(record, indent=1).encode())
+
+
+def recorded_revisions(fs, root: str) -> dict[str, str | None]:
+    """Task name -> the model revision its record holds (None: recorded before revisions
+    were), for every task recorded in the output."""
+    try:
+        paths = fs.glob(posixpath.join(root, TASKS_DIR, "*.json"))
+    except FileNotFoundError:
+        return {}
+    return {
+        posixpath.basename(p)[: -len(".json")]: (_read(fs, p) or {}).get(REVISION) for p in paths
+    }
 
 
 def _read(fs, path: str) -> dict | None:

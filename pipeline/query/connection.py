@@ -43,7 +43,7 @@ def connect(output: str, storage: StorageOptions | None = None) -> duckdb.DuckDB
         root = fs.unstrip_protocol(path)
     else:
         root = posixpath.abspath(path)
-    register(con, root, present, compacted)
+    register(con, root, present, compacted, older_tables(fs, path, present))
     confine(con, root)
     return con
 
@@ -103,6 +103,29 @@ def tables_present(fs, path: str, output: str) -> list[str]:
             "is it a job's output.uri?"
         )
     return present
+
+
+def older_tables(fs, path: str, present: list[str]) -> list[str]:
+    """The result tables with a task whose record (`_tasks/`, io/task_identity.py) holds no
+    model revision: its files may predate the `model_revision` column. A task recorded
+    with one was written by a version that writes the column in every file."""
+    from pipeline.io.task_identity import recorded_revisions
+
+    revisions = recorded_revisions(fs, path)
+    older = []
+    for table in (t for t in present if "model_revision" in TABLES[t][0].names):
+        tasks = _partitions(fs, posixpath.join(path, table))
+        if any(revisions.get(task) is None for task in tasks):
+            older.append(table)
+    return older
+
+
+def _partitions(fs, folder: str) -> set[str]:
+    try:
+        names = fs.ls(folder, detail=False)
+    except FileNotFoundError:
+        return set()
+    return {n.rsplit("/", 1)[-1].removeprefix("task=") for n in names if "task=" in n}
 
 
 def _has_parquet(fs, folder: str) -> bool:

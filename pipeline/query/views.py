@@ -66,17 +66,24 @@ def _run_order(alias: str) -> str:
     return f"row({_RUN_AT.format(t=alias)}, {alias}.run_id)"
 
 
-def table_source(root: str, table: str, state: Published | None = None) -> str:
+def table_source(
+    root: str, table: str, state: Published | None = None, *, older_files: bool = False
+) -> str:
     """The SELECT of every row of `table` under the output `root` that a reader reads: the
-    files `state` (the table's compaction manifest, read before any listing) keeps."""
+    files `state` (the table's compaction manifest, read before any listing) keeps.
+
+    `older_files`: some files may predate a column of the table's schema (`model_revision`
+    in a task written before revisions were recorded), read as nulls by `union_by_name`."""
     files = sql_literal(f"{root.rstrip('/')}/{table}/**/*.parquet")
     # Partition values are strings (`task=2024` is not a number). Every file of a table has
     # the table's schema (`schemas.conform`), or that schema less the partition column (files
     # written before it was added), which the folder name supplies: so no `union_by_name`,
-    # which costs ~40% more CPU at 1M rows. A new column in a table's schema needs it back.
+    # which costs ~40% more CPU at 1M rows, unless files written before a newer column are
+    # there (`older_files`).
+    union = ", union_by_name=true" if older_files else ""
     source = (
         f"read_parquet({files}, hive_partitioning=true, hive_types_autocast=false, "
-        f"filename='{FILE_COLUMN}')"
+        f"filename='{FILE_COLUMN}'{union})"
     )
     return (
         f"SELECT * EXCLUDE ({FILE_COLUMN}) FROM {source} WHERE {_file_filter(root, table, state)}"
@@ -211,16 +218,27 @@ VIEWS = (*TABLES, *CONVENIENCE_VIEWS)
 
 
 def register(
-    con, root: str, present: Iterable[str], compacted: Mapping[str, Published] | None = None
+    con,
+    root: str,
+    present: Iterable[str],
+    compacted: Mapping[str, Published] | None = None,
+    older: Iterable[str] = (),
 ) -> None:
     """Create every view on `con` for the output at `root` (a local absolute path or a URI
     whose filesystem `con` can read); `present` names the tables that have files;
     `compacted` holds each table's compaction manifest (`io.compacted.published`), read
-    before anything listed the table's files."""
-    present, compacted = set(present), compacted or {}
+    before anything listed the table's files; `older` names the tables that may hold files
+    written before a column of their schema existed (`table_source`)."""
+    present, compacted, older = set(present), compacted or {}, set(older)
     for table in TABLES:
         state = compacted.get(table)
-        body = table_source(root, table, state) if table in present else None
+        body = (
+            table_source(root, table, state, older_files=table in older)
+            if table in present
+            else None
+        )
+        if body and table in older:  # every column of the schema, even if no file has it yet
+            body = f"({empty_select(con, table)}) UNION ALL BY NAME ({body})"
         con.execute(f"CREATE OR REPLACE VIEW {table} AS {body or empty_select(con, table)}")
     for name, body in CONVENIENCE_VIEWS.items():
         con.execute(f"CREATE OR REPLACE VIEW {name} AS {body}")

@@ -53,8 +53,12 @@ def write_run(
 ) -> None:
     """Write one run's rows (one file per table and partition, like one sink task), and its
     `runs` row unless `started` is None (a run whose driver was killed)."""
-    infos = [TaskInfo(t, "ctc", f"model-{t}") for t in tasks]
-    infos += [TaskInfo(t, "classify", f"model-{t}", table="classifications") for t in classify]
+    infos = [TaskInfo(t, "ctc", f"model-{t}", revision=f"sha256:{t}") for t in tasks]
+    infos += [
+        TaskInfo(t, "classify", f"model-{t}", table="classifications", revision=f"sha256:{t}")
+        for t in classify
+    ]
+    _record_tasks(fs, root, infos)
     batch = _batch(items, tasks, classify)
     for (table, value), rows in split_batch(batch, infos, run_id).items():
         folder = partition_dir(root, table, "task" if table != "errors" else "stage", value)
@@ -65,6 +69,16 @@ def write_run(
             posixpath.join(partition_dir(root, "runs", "job", job), f"{run_id}.parquet"),
             _run_row(run_id, started, len(items), job),
         )
+
+
+def _record_tasks(fs, root: str, infos: list[TaskInfo]) -> None:
+    """Each task's identity record, as the first run writing it leaves it (with the model's
+    revision: the files of such a task all hold `model_revision`, io/task_identity.py)."""
+    fs.create_dir(posixpath.join(root, "_tasks"), recursive=True)
+    for info in infos:
+        record = {"kind": info.kind, "model": info.model, "model_revision": info.revision}
+        with fs.open_output_stream(posixpath.join(root, "_tasks", f"{info.name}.json")) as out:
+            out.write(json.dumps(record).encode())
 
 
 def local(tmp_path) -> tuple[pafs.FileSystem, str]:

@@ -64,6 +64,10 @@ def write(root: str, table: str, value: str, rows: list[dict], name: str = "p") 
         posixpath.join(partition_dir(root, table, key, value), f"{name}.parquet"),
         conform(t, table),
     )
+    if table != "errors":  # the task's identity record, as a run leaves it (with a revision)
+        FS.create_dir(posixpath.join(root, "_tasks"), recursive=True)
+        with FS.open_output_stream(posixpath.join(root, "_tasks", f"{value}.json")) as out:
+            out.write(json.dumps({"model_revision": f"sha256:{value}"}).encode())
 
 
 def run_row(root: str, run_id: str, hour: int, items: int, spec: dict | None = None) -> None:

@@ -128,3 +128,45 @@ def test_webdataset_new_task_and_nothing_left(ray_address, tmp_path, tiny_model)
     seen = _outcomes(out, ["ctc", "ctc_b"])
     assert all(sorted(seen[t].values()) == [1] * len(items) for t in seen)
     assert _ran(run_job(both, out=lambda _: None)) == 0
+
+
+def test_every_row_records_its_model_revision_and_a_changed_model_is_refused(
+    ray_address, tmp_path, tiny_model
+):
+    """Issue 12 item 2: each row carries the model's resolved revision (here a folder's
+    content hash); the model changing under the task's name is refused before anything
+    runs; files written before the column existed still read, as nulls."""
+    import json
+
+    import pyarrow.parquet as pq
+
+    from pipeline.errors import SpecError
+    from pipeline.models.revision import folder_revision
+    from pipeline.query import connect
+
+    corpus, out, model = tmp_path / "corpus", tmp_path / "out", tmp_path / "model"
+    shutil.copytree(tiny_model, model)
+    items = build_files_corpus(str(corpus), n_items=6, seed=9)
+    spec = _spec(corpus, out, str(model), ["ctc"])
+    run_job(spec, out=lambda _: None, report=False)
+    revision = folder_revision(model)
+    rows = read_table(pafs.LocalFileSystem(), str(out), "transcripts")
+    assert rows.num_rows == len(items)
+    assert set(rows.column("model_revision").to_pylist()) == {revision}
+    record = json.loads((out / "_tasks" / "ctc.json").read_text())
+    assert record["model_revision"] == revision
+
+    (model / "added_tokens.json").write_text("{}")  # the folder is not the same model now
+    with pytest.raises(SpecError, match="model_revision: "):
+        run_job(spec, out=lambda _: None, report=False)
+
+    # As an output written before revisions were recorded: a file without the column and
+    # a task record without a revision. The views read it, its rows as nulls.
+    first = sorted((out / "transcripts").rglob("*.parquet"))[0]
+    old = pq.read_table(first)
+    pq.write_table(old.drop_columns(["model_revision"]), first)
+    del record["model_revision"]
+    (out / "_tasks" / "ctc.json").write_text(json.dumps(record))
+    con = connect(str(out))
+    got = con.sql("SELECT count(*), count(model_revision) FROM transcripts").fetchall()[0]
+    assert got == (len(items), len(items) - old.num_rows)
