@@ -57,6 +57,11 @@ class Plan:
     tasks: list[TaskInfo]
     sample_rate: int
 
+    @property
+    def revisions(self) -> dict[str, str | None]:
+        """Task name -> its model's resolved revision (None: not resolved for this plan)."""
+        return {t.name: t.revision for t in self.tasks}
+
 
 def build_plan(spec: JobSpec, revisions: dict[str, str] | None = None) -> Plan:
     """The checked stages (`stage_plans`) and what the sink needs to know of each task.

@@ -71,16 +71,10 @@ def local_file(path: str, prefix: str, *, allow_outside: bool) -> int | RowError
         return refused
     try:
         info = os.stat(path)
-    except FileNotFoundError:
-        return RowError(ErrorCode.MISSING_AUDIO, f"{path} does not exist (or is a broken symlink)")
     except OSError as exc:
-        if exc.errno == errno.ELOOP:
-            return RowError(ErrorCode.READ_FAILED, f"{path} is a symlink loop")
-        return RowError(ErrorCode.READ_FAILED, f"could not stat {path}: {exc.strerror or exc}")
+        return _unreachable(path, exc, "stat")
     if not stat.S_ISREG(info.st_mode):
-        return RowError(
-            ErrorCode.READ_FAILED, f"{path} is a {_kind(info.st_mode)}, not a file: not read"
-        )
+        return _not_a_file(path, info.st_mode)
     return info.st_size
 
 
@@ -92,18 +86,12 @@ def read_local(path: str, prefix: str, *, allow_outside: bool, max_bytes: int) -
         return refused
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    except FileNotFoundError:
-        return RowError(ErrorCode.MISSING_AUDIO, f"{path} does not exist (or is a broken symlink)")
     except OSError as exc:
-        if exc.errno == errno.ELOOP:
-            return RowError(ErrorCode.READ_FAILED, f"{path} is a symlink loop")
-        return RowError(ErrorCode.READ_FAILED, f"could not open {path}: {exc.strerror or exc}")
+        return _unreachable(path, exc, "open")
     info = os.fstat(fd)
     if not stat.S_ISREG(info.st_mode):
         os.close(fd)
-        return RowError(
-            ErrorCode.READ_FAILED, f"{path} is a {_kind(info.st_mode)}, not a file: not read"
-        )
+        return _not_a_file(path, info.st_mode)
     with os.fdopen(fd, "rb") as f:
         if info.st_size > max_bytes:
             return RowError(
@@ -111,6 +99,19 @@ def read_local(path: str, prefix: str, *, allow_outside: bool, max_bytes: int) -
                 f"{path} is {info.st_size / 2**20:.1f} MiB, over decode.max_file_mb",
             )
         return f.read()
+
+
+def _unreachable(path: str, exc: OSError, doing: str) -> RowError:
+    """Why `doing` (stat, open) the local `path` failed, as the row error it becomes."""
+    if isinstance(exc, FileNotFoundError):
+        return RowError(ErrorCode.MISSING_AUDIO, f"{path} does not exist (or is a broken symlink)")
+    if exc.errno == errno.ELOOP:
+        return RowError(ErrorCode.READ_FAILED, f"{path} is a symlink loop")
+    return RowError(ErrorCode.READ_FAILED, f"could not {doing} {path}: {exc.strerror or exc}")
+
+
+def _not_a_file(path: str, mode: int) -> RowError:
+    return RowError(ErrorCode.READ_FAILED, f"{path} is a {_kind(mode)}, not a file: not read")
 
 
 def _kind(mode: int) -> str:

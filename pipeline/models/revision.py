@@ -30,6 +30,7 @@ from pathlib import Path
 
 from pipeline.errors import ModelLoadError
 from pipeline.io.storage import filesystem, is_remote
+from pipeline.models.hub import is_hub_id, resolve_model
 from pipeline.spec import JobSpec, StorageOptions
 
 _COMMIT = re.compile(r"^[0-9a-f]{40}$")
@@ -50,7 +51,9 @@ def resolve_revisions(
             continue
         storage = task.storage or spec.input.storage
         models = [task.model] + ([task.vocoder] if getattr(task, "vocoder", None) else [])
-        if (not hub and any(map(_is_hub, models))) or (not remote and any(map(is_remote, models))):
+        if (not hub and any(map(is_hub_id, models))) or (
+            not remote and any(map(is_remote, models))
+        ):
             continue
         parts = [resolve_revision(m, _revision(task, m), storage) for m in models]
         revisions[task.task_name] = "+".join(parts)
@@ -65,17 +68,10 @@ def resolve_revision(model: str, revision: str | None, storage: StorageOptions) 
     """The resolved revision of one model (see the module doc)."""
     if is_remote(model):
         return _prefix_revision(model, storage)
-    if _is_hub(model):
+    if is_hub_id(model):
         return hub_commit(model, revision)
-    from pipeline.models.hub import resolve_model  # checks the folder, with its messages
-
+    # resolve_model checks the folder (and says what is wrong with it).
     return folder_revision(Path(resolve_model(model, revision=None, storage=storage)))
-
-
-def _is_hub(model: str) -> bool:
-    from pipeline.models.hub import is_hub_id
-
-    return is_hub_id(model)
 
 
 def hub_commit(repo: str, revision: str | None) -> str:

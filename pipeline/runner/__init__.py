@@ -69,10 +69,9 @@ def run_job(
     probe(spec.input.uri, spec.input.storage, "input")
     # Each model's revision, resolved once here: recorded in every row, pinned for every actor.
     plan = build_plan(spec, resolve_revisions(spec))
-    revisions = {t.name: t.revision for t in plan.tasks}
     fs, root = filesystem(spec.output.uri, spec.output.storage)
     with storage_errors(spec.output.uri, "output", spec.output.storage):
-        check_tasks(fs, root, spec, revisions)  # a task changed under its old name: refused
+        check_tasks(fs, root, spec, plan.revisions)  # a task changed under its old name: refused
         lease = _take_lease(spec, run_id, out)  # another run alive: refused, nothing written
     with lease:
         result = _leased_run(
@@ -91,7 +90,7 @@ def _leased_run(spec, plan, run_id, started, t0, lease, retry, out, verbose) -> 
     out_fs, out_root = arrow_filesystem(spec.output.uri, spec.output.storage)
     fs, root = filesystem(spec.output.uri, spec.output.storage)
     with storage_errors(spec.output.uri, "output", spec.output.storage):
-        record_tasks(fs, root, spec, {t.name: t.revision for t in plan.tasks})
+        record_tasks(fs, root, spec, plan.revisions)
     names = [t.name for t in plan.tasks]
     inputs, done = plan_night(spec, names, retry, out_fs, out_root, run_id)
     record = RunRecord(spec, run_id, started, out_fs, out_root)
