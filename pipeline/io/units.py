@@ -71,6 +71,9 @@ class WorkUnit:
     # A shard path that is no file to read (a symlink leading outside, a loop, a broken
     # symlink, a FIFO or directory named like a shard): one error row, never opened.
     error: RowError | None = None
+    # parquet with input.id_column: rows whose id an earlier row of the input holds, and
+    # where that one is ("URI row=N"); read as duplicate_id error rows (io/own_ids.py).
+    repeated_ids: tuple[tuple[int, str], ...] = ()
 
 
 @dataclass(frozen=True)

@@ -101,3 +101,30 @@ def test_an_explicit_text_column_the_shards_lack_is_refused_before_any_work(tmp_
     corpora.hf_parquet_embedded(clips, tmp_path / "d" / "t.parquet", sentence=["s"])
     with pytest.raises(InputError, match="input.text_column"):
         plan_input(InputSpec(uri=str(tmp_path / "d"), text_column="transcript"))
+
+
+def test_an_id_repeated_in_another_shard_is_a_duplicate_id_row_naming_both(tmp_path):
+    clips = corpora.write_clips(tmp_path / "clips", 4)
+    corpora.hf_parquet_embedded(clips[:2], tmp_path / "d" / "a.parquet", utt=["x1", "x2"])
+    corpora.hf_parquet_embedded(clips[2:], tmp_path / "d" / "b.parquet", utt=["x3", "x1"])
+    got = rows(uri=str(tmp_path / "d"), id_column="utt")
+    assert [r["error_code"] for r in got] == [None, None, None, "duplicate_id"]
+    assert [r["item_id"] for r in got[:3]] == ["x1", "x2", "x3"]
+    assert len({r["item_id"] for r in got}) == 4
+    message = got[3]["error_message"]
+    assert "b.parquet row=1" in message and "a.parquet row=0" in message
+    assert got[3]["audio_bytes"] is None and meta(got[3])["utt"] == "x1"
+    # A re-plan gives the same ids: the duplicate is not a new item each time.
+    assert [r["item_id"] for r in rows(uri=str(tmp_path / "d"), id_column="utt")] == [
+        r["item_id"] for r in got
+    ]
+
+
+def test_a_repeated_id_in_a_save_to_disk_folder_names_its_first_row(tmp_path):
+    clips = corpora.write_clips(tmp_path / "clips", 3)
+    corpora.hf_save_to_disk(clips, tmp_path / "saved", spk=["a", "b", "a"])
+    got = rows(uri=str(tmp_path / "saved"), id_column="spk")
+    assert [r["item_id"] for r in got[:2]] == ["a", "b"]
+    assert got[2]["error_code"] == "duplicate_id"
+    assert "row=2: id 'a'" in got[2]["error_message"]
+    assert "is also the id of" in got[2]["error_message"] and "row=0" in got[2]["error_message"]

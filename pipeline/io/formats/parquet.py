@@ -9,7 +9,9 @@ files) is read from that path, relative to the shard or absolute, through the
 input's filesystem, and refused outside the input unless
 `input.allow_outside_paths`. `save_to_disk` folders (Arrow IPC `*.arrow` files and
 `dataset_info.json`) are read the same way. A row's member key is its row number.
-A row without audio, or with too much, becomes an error row. A spec that names an
+A row without audio, or with too much, becomes an error row. With `input.id_column`, a
+row's id is its value there, unique across the input: a later row holding an id (in this
+shard or another) is a duplicate_id error row naming both (`pipeline/io/own_ids.py`). A spec that names an
 audio column the first shard does not have is refused before any work.
 """
 
@@ -32,9 +34,10 @@ from pipeline.io.formats.shard import (
     unsettled,
 )
 from pipeline.io.idset import IdSet
+from pipeline.io.own_ids import OwnIds, mark_repeated
 from pipeline.io.paths import check_path, normalise, read_local
 from pipeline.io.storage import filesystem, is_local
-from pipeline.io.units import InputFormat, Listing, WorkUnit, audio_row, error_fields, own_id_column
+from pipeline.io.units import InputFormat, Listing, WorkUnit, audio_row, own_id_column
 from pipeline.spec import InputSpec
 
 SHARD_ENDINGS = (".parquet", ".arrow")
@@ -55,9 +58,11 @@ def list_units(
         schema = None
     if schema is not None:
         _check_columns(schema, spec, todo[0])
-    return shard_units(
+    units, skipped = shard_units(
         listing, named, "parquet", spec.limit, allow_outside=spec.allow_outside_paths
     )
+    column = own_id_column(spec)
+    return (mark_repeated(listing.fs, units, column) if column else units), skipped
 
 
 def read_rows(unit: WorkUnit, spec: InputSpec, max_bytes: int, batch: int) -> Iterator[dict]:
@@ -67,7 +72,7 @@ def read_rows(unit: WorkUnit, spec: InputSpec, max_bytes: int, batch: int) -> It
     fs, _ = filesystem(spec.uri, spec.storage)
     path = fs._strip_protocol(unit.shard_uri)
     reader = _Paths(fs, path, spec, max_bytes)
-    ids = _OwnIds(own_id_column(spec))
+    ids = OwnIds(own_id_column(spec), unit)
     index = 0
     try:
         with fs.open(path, "rb") as f:
@@ -79,7 +84,7 @@ def read_rows(unit: WorkUnit, spec: InputSpec, max_bytes: int, batch: int) -> It
                 return
             for record_batch in batches:
                 for row in record_batch.to_pylist():
-                    yield ids.apply(_row(unit, index, row, spec, max_bytes, reader))
+                    yield ids.apply(_row(unit, index, row, spec, max_bytes, reader), index)
                     index += 1
     except (pa.ArrowInvalid, OSError) as exc:
         yield shard_failed(unit, f"shard could not be read (after {index} rows): {exc}")
@@ -191,33 +196,6 @@ def _too_large(where: str, size: int) -> RowError:
     return RowError(
         ErrorCode.TOO_LARGE, f"{where} is {size / 2**20:.1f} MiB, over decode.max_file_mb"
     )
-
-
-class _OwnIds:
-    """`input.id_column`: a row's id is its value there (kept in metadata too); a value seen
-    before in this shard makes the row a duplicate_id error under its derived id."""
-
-    def __init__(self, column: str | None):
-        self.column = column
-        self.seen: set[str] = set()
-
-    def apply(self, row: dict) -> dict:
-        value = (
-            json.loads(row["metadata"]).get(self.column)
-            if self.column and row["metadata"]
-            else None
-        )
-        if value is None:
-            return row
-        if str(value) in self.seen:
-            error = RowError(
-                ErrorCode.DUPLICATE_ID,
-                f"{row['source_uri']} {row['member']}: id {value!r} (input.id_column: "
-                f"{self.column}) was seen earlier in this shard",
-            )
-            return {**row, "audio_bytes": None, "input_bytes": 0, **error_fields(error)}
-        self.seen.add(str(value))
-        return {**row, "item_id": str(value)}
 
 
 class _Paths:
