@@ -1,10 +1,13 @@
 """The stage contract: what each stage of a plan reads, adds and drops, by column name,
 and what one copy of it needs from the cluster.
 
-Everything here is known from the spec alone (no pyarrow, torch or model load), so
-`build_plan` checks the columns and `validate` prints the checked plan instantly. The
-stage classes hold the Arrow types of the same columns; `tests/test_contract.py` checks
-that every class's `reads()`/`adds()`/`drops()` say exactly what its entry here says.
+Each stage has two entries here: its columns (`decode_columns`, `model_columns`,
+`score_columns`, `audio_write_columns`) and its resources (`decode_resources`,
+`model_resources`, `score_resources`, `audio_write_resources`). Everything is known from
+the spec alone (no pyarrow, torch or model load), so `build_plan` takes both from here,
+checks the columns, and `validate` prints the checked plan instantly. The stage classes
+hold the Arrow types of the same columns; `tests/test_contract.py` checks that every
+class's `reads()`/`adds()`/`drops()` say exactly what its entry here says.
 
 Adding a model kind that writes an existing table: its spec class (`spec.py`), its entry
 in `MODEL_STAGES`, its `ModelStage` subclass, its loader.
@@ -14,9 +17,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from pipeline import column_names as C
 from pipeline.errors import SpecError
+
+if TYPE_CHECKING:
+    from pipeline.spec import TaskSpec
 
 
 @dataclass(frozen=True)
@@ -25,12 +32,15 @@ class Resources:
 
     `actor` stages load something once (a model) and run as a Ray Data actor pool;
     the others run as stateless tasks. `num_gpus` may be a fraction for small models.
+    `cpus_from_spec`: the spec chose `num_cpus`, so fitting the plan to the cluster
+    (`pipeline/fit.py`) keeps it.
     """
 
     num_cpus: float = 1.0
     num_gpus: float = 0.0
     actor: bool = False
     max_actors: int = 1
+    cpus_from_spec: bool = False
 
 
 @dataclass(frozen=True)
@@ -174,10 +184,28 @@ def decode_columns() -> Columns:
     return Columns(reads=(C.AUDIO_BYTES,), adds=AUDIO_COLUMNS, drops=(C.AUDIO_BYTES,))
 
 
+def decode_resources() -> Resources:
+    """Decode (and resampling) tasks of one CPU each."""
+    return Resources(num_cpus=1)
+
+
 def model_columns(kind: str, task: str) -> Columns:
     """A task's model stage: what its kind reads, its `{task}__{field}` columns."""
     k = MODEL_STAGES[kind]
     return Columns(reads=k.reads, adds=(*k.adds_shared, *task_fields(kind, task)))
+
+
+def model_resources(task: TaskSpec) -> Resources:
+    """A task's actor pool, as its spec sets it: `actors` copies of `num_cpus` CPUs and
+    `num_gpus` GPUs each (none for a task pinned to the CPU)."""
+    return Resources(
+        num_cpus=task.num_cpus,
+        # A task pinned to the CPU must not hold a GPU it will not use.
+        num_gpus=0 if task.device == "cpu" else task.num_gpus,
+        actor=True,
+        max_actors=task.actors,
+        cpus_from_spec="num_cpus" in task.model_fields_set,
+    )
 
 
 def task_fields(kind: str, task: str) -> tuple[str, ...]:
@@ -191,10 +219,20 @@ def score_columns(tasks: Sequence[str]) -> Columns:
     )
 
 
+def score_resources() -> Resources:
+    """Scoring tasks of half a CPU each: edit counts over texts are light work."""
+    return Resources(num_cpus=0.5)
+
+
 def audio_write_columns(synth_task: str) -> Columns:
     return Columns(
         reads=(C.AUDIO, C.SAMPLE_RATE, C.TEXT_ID), adds=(C.task_column(synth_task, "audio_uri"),)
     )
+
+
+def audio_write_resources() -> Resources:
+    """Tasks of half a CPU each, encoding synthesized audio and writing it out."""
+    return Resources(num_cpus=0.5)
 
 
 def check_columns(stages: Iterable[tuple[str, Columns]], inputs: Iterable[str]) -> None:

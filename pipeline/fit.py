@@ -45,12 +45,12 @@ def fit_plan(plan: Plan, resources: dict) -> Fit:
     task_need = max([1.0] + [s.resources.num_cpus for s in tasks])
     if _actor_cpus(actors) + task_need <= cpus:
         return Fit(plan, None)
-    flexible = [s for s in actors if not s.cpus_from_spec]
+    flexible = [s for s in actors if not s.resources.cpus_from_spec]
     if resources.get("GPU", 0) > 0 or not flexible:
         raise DoesNotFit(_refusal(actors, task_need, cpus))
     # Leave the task stages one task's worth, or half the cluster when it has under 2 CPUs.
     task_cpus = min(task_need, cpus / 2)
-    fixed = _actor_cpus([s for s in actors if s.cpus_from_spec])
+    fixed = _actor_cpus([s for s in actors if s.resources.cpus_from_spec])
     copies = sum(s.resources.max_actors for s in flexible)
     share = math.floor(100 * (cpus - task_cpus - fixed) / copies) / 100
     if share < MIN_ACTOR_CPUS:
@@ -65,7 +65,7 @@ def _actor_cpus(actors: list[StagePlan]) -> float:
 
 def _refit(stage: StagePlan, share: float, task_cpus: float) -> StagePlan:
     r = stage.resources
-    if r.actor and not stage.cpus_from_spec:
+    if r.actor and not r.cpus_from_spec:
         return replace(stage, resources=replace(r, num_cpus=min(r.num_cpus, share)))
     if not r.actor and r.num_cpus > task_cpus:
         return replace(stage, resources=replace(r, num_cpus=task_cpus))

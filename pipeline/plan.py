@@ -2,8 +2,9 @@
 
 The plan names each stage's class by import path, so planning imports no torch,
 transformers or pyarrow; the class is imported where the stage runs (a Ray worker or
-actor). Each stage's columns come from `pipeline/contract.py`, and the plan is checked:
-every column a stage reads is made upstream (`stage_plans`, which `validate` prints).
+actor). Each stage's columns and resources come from its entries in `pipeline/contract.py`,
+and the plan is checked: every column a stage reads is made upstream (`stage_plans`, which
+`validate` prints with each stage's resources).
 """
 
 from __future__ import annotations
@@ -43,7 +44,6 @@ class StagePlan:
     resources: Resources
     batch_size: int | None  # None: one upstream block per call (keeps writes small and frequent)
     columns: Columns = Columns()
-    cpus_from_spec: bool = False  # the spec set num_cpus: fitting to the cluster keeps it
 
     @property
     def uses_audio(self) -> bool:
@@ -122,7 +122,7 @@ def stage_plans(spec: JobSpec) -> list[StagePlan]:
                     "ScoreStage",
                     {"tasks": scored, "normalizer": spec.scoring.normalizer},
                 ),
-                Resources(num_cpus=0.5),
+                contract.score_resources(),
                 None,
                 contract.score_columns(scored),
             )
@@ -140,7 +140,7 @@ def _decode_stage(spec: JobSpec, rate: int) -> StagePlan:
             "DecodeStage",
             {"limits": spec.decode, "target_rate": rate},
         ),
-        Resources(num_cpus=1),
+        contract.decode_resources(),
         spec.runtime.decode_batch_size,
         contract.decode_columns(),
     )
@@ -154,16 +154,9 @@ def _model_stage(spec: JobSpec, task) -> StagePlan:
     return StagePlan(
         task.task_name,
         StageFactory(kind.module, kind.cls, {"spec": task, "storage": storage}),
-        Resources(
-            num_cpus=task.num_cpus,
-            # A task pinned to the CPU must not hold a GPU it will not use.
-            num_gpus=0 if task.device == "cpu" else task.num_gpus,
-            actor=True,
-            max_actors=task.actors,
-        ),
+        contract.model_resources(task),
         task.batch_size,
         contract.model_columns(task.kind, task.task_name),
-        cpus_from_spec="num_cpus" in task.model_fields_set,
     )
 
 
@@ -184,7 +177,7 @@ def _synthesis_stages(spec: JobSpec, synth) -> list[StagePlan]:
                 "fmt": synth.audio_format,
             },
         ),
-        Resources(num_cpus=0.5),
+        contract.audio_write_resources(),
         None,
         contract.audio_write_columns(synth.task_name),
     )
@@ -218,7 +211,7 @@ def _resources(stage: StagePlan) -> str:
         return f"tasks of {each}"
     pool = "1 actor" if r.max_actors == 1 else f"up to {r.max_actors} actors"
     batch = f", batches of {stage.batch_size}" if stage.batch_size else ""
-    fitted = "" if stage.cpus_from_spec else " (CPUs fitted to the cluster at run time)"
+    fitted = "" if r.cpus_from_spec else " (CPUs fitted to the cluster at run time)"
     return f"{pool} of {each}{batch}{fitted}"
 
 

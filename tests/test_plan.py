@@ -1,7 +1,9 @@
 import pytest
 
+from pipeline import contract
+from pipeline.contract import Resources
 from pipeline.errors import SpecError
-from pipeline.plan import build_plan
+from pipeline.plan import build_plan, describe
 from pipeline.spec import parse_spec
 
 
@@ -33,6 +35,20 @@ def test_a_cpu_pinned_task_holds_no_gpu():
     assert plan.stages[2].resources.num_gpus == 1
 
 
+def test_each_stage_runs_with_the_resources_its_contract_declares():
+    spec = _spec(num_cpus=2, num_gpus=0.25, actors=3)
+    plan = build_plan(spec)
+    declared = [
+        contract.decode_resources(),
+        *(contract.model_resources(t) for t in spec.tasks),
+        contract.score_resources(),
+    ]
+    assert [s.resources for s in plan.stages] == declared
+    assert declared[1] == Resources(2, 0.25, actor=True, max_actors=3, cpus_from_spec=True)
+    assert not declared[2].cpus_from_spec  # task b left num_cpus at its default
+    assert "ctc: up to 3 actors of 2 CPU + 0.25 GPU, batches of 64" in describe(plan.stages)
+
+
 def test_stage_factory_builds_the_stage_lazily():
     decode = build_plan(_spec()).stages[0].factory()
     assert decode.name == "decode" and "audio_bytes" in decode.reads()
@@ -53,6 +69,7 @@ def test_a_texts_job_synthesizes_writes_audio_then_transcribes():
     plan = build_plan(spec)
     assert [s.name for s in plan.stages] == ["synthesize", "synthesize_write", "asr", "score"]
     assert [s.resources.actor for s in plan.stages] == [True, False, True, False]
+    assert plan.stages[1].resources == contract.audio_write_resources()
     assert plan.stages[1].factory.kwargs["root"] == "s3://b/out/audio/synthesize"
     assert plan.stages[-1].factory.kwargs["tasks"] == ["asr"]
     synth = plan.tasks[0]
