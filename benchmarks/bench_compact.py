@@ -20,8 +20,6 @@ answer is checked equal to the 50-file one. Appends what it saw to benchmarks/RE
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import sys
 import tempfile
 import time
@@ -91,13 +89,12 @@ def report(args, figures: dict, compact_s: dict) -> str:
             cell = f"{took[0]:.2f} ({took[1]:.2f})" if took and name == next(iter(queries)) else ""
             ratio = cpu / many[name][1]
             lines.append(f"| {label} | {name} | {wall:.2f} | {cpu:.2f} | {ratio:.2f}x | {cell} |")
-    load = os.getloadavg()[0]
+    from pipeline.testing.machine import machine_line
+
     head = (
         f"## Compaction: queries over {args.rows:,} transcript rows in {args.files:,} files, "
         f"before and after `compact` (`bench_compact.py`) — {datetime.now(UTC):%Y-%m-%d} — "
-        f"{platform.node() or 'vm'}: {os.cpu_count()} cores, "
-        f"{round(os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30)} GiB, no GPU, "
-        f"shared; load average at the end {load:.1f}"
+        f"{machine_line()}"
     )
     return head + "\n\n" + "\n".join(lines) + "\n"
 

@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import sys
 import tempfile
@@ -134,11 +133,11 @@ class Run:
     stage_cpu: dict[str, float]
 
 
-def null_model_plan(spec):
+def null_model_plan(spec, revisions=None):
     """The job's plan with its model stage swapped for `NullModelStage`."""
     from pipeline.plan import StageFactory, build_plan
 
-    plan = build_plan(spec)
+    plan = build_plan(spec, revisions)
     stages = [
         replace(s, factory=StageFactory("null_stage", "NullModelStage", {"task": TASK}))
         if s.name == TASK
@@ -157,8 +156,17 @@ def pipeline_run(folder: Path, out: Path) -> Run:
         {
             "name": "feed",
             "input": {"uri": str(folder), "manifest": str(folder / "manifest.jsonl")},
-            # `model` is never loaded: the null stage replaces the task's stage
-            "tasks": [{"kind": "ctc", "model": "unused", "num_cpus": 0.5, "batch_size": 64}],
+            # `model` is never loaded: the null stage replaces the task's stage. A commit as
+            # its revision: the run resolves it without asking the hub (none is reachable).
+            "tasks": [
+                {
+                    "kind": "ctc",
+                    "model": "unused",
+                    "revision": "0" * 40,
+                    "num_cpus": 0.5,
+                    "batch_size": 64,
+                }
+            ],
             "output": {"uri": str(out)},
             "runtime": {"read_batch_items": 64, "decode_batch_size": 32, "progress_interval_s": 30},
         }
@@ -261,13 +269,9 @@ def main(argv: list[str] | None = None) -> None:
         results = [measure(root, k, hours[k], args.small) for k in args.corpora.split(",")]
     finally:
         ray.shutdown()
-    load = os.getloadavg()[0]
-    machine = (
-        f"{platform.node()}: {os.cpu_count()} cores, "
-        f"{psutil.virtual_memory().total / 2**30:.0f} GiB, no GPU, shared "
-        f"(load average {load:.1f} at the end)"
-    )
-    lines = report(results, machine)
+    from pipeline.testing.machine import machine_line
+
+    lines = report(results, machine_line())
     print("\n".join(lines))
     if not args.no_write:
         with RESULTS.open("a") as f:

@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -209,14 +208,13 @@ def main() -> None:
 
 
 def write_results(args, plans, noop_wall, ray_started, run) -> None:
+    from pipeline.testing.machine import machine_line
+
     when = datetime.now(UTC).strftime("%Y-%m-%d")
     lines = [
         "",
-        f"## Nightly re-run planning, files format, local — {when} — {platform.node()}: "
-        f"{os.cpu_count()} cores, "
-        f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB, no GPU, "
-        f"shared (load average {' / '.join(f'{x:.1f}' for x in os.getloadavg())} at the end; "
-        "wall times include others' load, CPU seconds less so)",
+        f"## Nightly re-run planning, files format, local — {when} — {machine_line()} "
+        "(wall times include others' load, CPU seconds less so)",
         "",
         f"{args.done:,} done items (completion records in writes of {args.block} items: "
         f"{-(-args.done // args.block):,} files), {args.new:,} new ones, one CTC task "

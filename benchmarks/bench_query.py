@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import tempfile
 import time
 from datetime import UTC, datetime, timedelta
@@ -208,17 +207,13 @@ def report(rows: int, figures: dict) -> str:
             )
             ratio = s["view"][0] / s["by hand"][0]
             lines.append(f"| {storage} | {files:,} | {name} | {cells} | **{ratio:.2f}x** |")
-    load = os.getloadavg()[0]
+    from pipeline.testing.machine import machine_line
+
     head = (
         f"## Queries over {rows:,} transcript rows (`bench_query.py`) — "
-        f"{datetime.now(UTC):%Y-%m-%d} — {platform.node() or 'vm'}: {os.cpu_count()} cores, "
-        f"{_mem_gib()} GiB, no GPU, shared; load average at the end {load:.1f}"
+        f"{datetime.now(UTC):%Y-%m-%d} — {machine_line()}"
     )
     return head + "\n\n" + "\n".join(lines) + "\n"
-
-
-def _mem_gib() -> int:
-    return round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30)
 
 
 def main() -> None:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
@@ -187,10 +186,11 @@ def main() -> None:
 
 
 def _record(rows: int, r: dict, peak_mib: float, html_kib: float) -> None:
-    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
-    machine = f"{platform.node()}: {os.cpu_count()} cores, load average at the end {load}"
+    from pipeline.testing.machine import machine_line
+
     lines = [
-        f"\n## Report over {rows:,} transcript rows — {datetime.now(UTC):%Y-%m-%d} — {machine}\n",
+        f"\n## Report over {rows:,} transcript rows — {datetime.now(UTC):%Y-%m-%d} — "
+        f"{machine_line()}\n",
         "`benchmarks/bench_report.py`: two ASR tasks over the same items (comparison runs),",
         "two runs (drift runs), 100 shards, 200 speakers, 1,000 bootstrap resamples, 10,000",
         "items re-aligned per task for the confusion tallies, 20 worst items aligned.\n",

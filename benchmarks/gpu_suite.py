@@ -191,9 +191,11 @@ class GpuMemory:
 
 
 def render(rows: list[dict], wall: float, smoke: bool) -> str:
+    from pipeline.testing.machine import machine_line
+
     lines = [
         f"## GPU suite{' (smoke run: tiny models on the CPU, figures meaningless)' if smoke else ''}"
-        f" — {datetime.now(UTC):%Y-%m-%d %H:%M} UTC — {_machine()}",
+        f" — {datetime.now(UTC):%Y-%m-%d %H:%M} UTC — {machine_line()}",
         "",
         f"{_versions()}; whole suite {wall:.0f} s wall. Realtime factors are audio seconds per "
         "wall second, end to end and of the raw model, measured side by side in one run.",
@@ -224,20 +226,6 @@ def _cell(text: str) -> str:
 
 def _gib(value: float | None) -> str:
     return "-" if value is None else f"{value:.1f}"
-
-
-def _machine() -> str:
-    gpu = "no GPU"
-    smi = shutil.which("nvidia-smi")
-    if smi:
-        try:
-            gpu = subprocess.run(
-                [smi, "--query-gpu=name", "--format=csv,noheader"],
-                capture_output=True, text=True, timeout=10, check=True,
-            ).stdout.strip().splitlines()[0]  # fmt: skip
-        except (subprocess.SubprocessError, OSError, IndexError):
-            gpu = "GPU (nvidia-smi failed)"
-    return f"{platform.node()}: {gpu}, {os.cpu_count()} cores"
 
 
 def _versions() -> str:
