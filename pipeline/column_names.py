@@ -16,6 +16,9 @@ METADATA = "metadata"
 INPUT_BYTES = "input_bytes"
 START_S = "start_s"  # a segment's span in its file (NeMo offsets, lhotse supervisions)
 END_S = "end_s"
+# The file's channels a segment averages (lhotse supervisions of multi-channel recordings);
+# null: every channel, downmixed.
+CHANNELS = "channels"
 
 AUDIO = "audio"
 SAMPLE_RATE = "sample_rate"

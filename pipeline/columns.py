@@ -15,6 +15,7 @@ import pyarrow as pa
 from pipeline.column_names import (
     AUDIO,
     AUDIO_BYTES,
+    CHANNELS,
     DURATION_S,
     END_S,
     ERROR_CODE,
@@ -53,6 +54,7 @@ ITEM_SCHEMA = pa.schema(
         pa.field(INPUT_BYTES, pa.int64()),
         pa.field(START_S, pa.float64()),  # null: the whole file
         pa.field(END_S, pa.float64()),  # null: to the end of the file
+        pa.field(CHANNELS, pa.list_(pa.int32())),  # null: every channel, downmixed
         pa.field(ERROR_STAGE, pa.string()),
         pa.field(ERROR_CODE, pa.string()),
         pa.field(ERROR_MESSAGE, pa.string()),
@@ -63,7 +65,7 @@ ITEM_SCHEMA = pa.schema(
 # columns without audio bytes, plus the text and its speaker. `reference` holds the
 # text too, so a round-trip transcript is scored against it like any other.
 TEXT_ITEM_SCHEMA = pa.schema(
-    [f for f in ITEM_SCHEMA if f.name not in (AUDIO_BYTES, START_S, END_S)]
+    [f for f in ITEM_SCHEMA if f.name not in (AUDIO_BYTES, START_S, END_S, CHANNELS)]
     + [
         pa.field(TEXT_ID, pa.string()),
         pa.field(TEXT, pa.string()),

@@ -169,10 +169,11 @@ ITEM_COLUMNS = (
     C.INPUT_BYTES,
     C.START_S,
     C.END_S,
+    C.CHANNELS,
     *_ERRORS,
 )
 TEXT_ITEM_COLUMNS = (
-    *(c for c in ITEM_COLUMNS if c not in (C.AUDIO_BYTES, C.START_S, C.END_S)),
+    *(c for c in ITEM_COLUMNS if c not in (C.AUDIO_BYTES, C.START_S, C.END_S, C.CHANNELS)),
     C.TEXT_ID,
     C.TEXT,
     C.SPEAKER,

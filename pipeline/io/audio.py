@@ -16,7 +16,8 @@ taken from the content, never from a file name.
 A `span` (start, end in seconds) decodes only that part of the file: a NeMo
 manifest line with an offset or a lhotse supervision is one item covering a span.
 soundfile seeks to the start; PyAV decodes from the start of the stream and stops
-at the end of the span. Length limits then apply to the span, not the file.
+at the end of the span. Length limits then apply to the span, not the file. A span
+may name the file's channels to keep (averaged); otherwise every channel is averaged.
 """
 
 from __future__ import annotations
@@ -63,10 +64,15 @@ class _Raw:
 
 @dataclass(frozen=True)
 class Span:
-    """The part of a file one item covers, in seconds from its start; `end` None: to the end."""
+    """The part of a file one item covers, in seconds from its start; `end` None: to the end.
+
+    `channels` (positions in the file, for a lhotse supervision of a multi-channel
+    recording) are averaged instead of every channel; a file without one of them fails
+    with `invalid_input`, never a downmix of what it has."""
 
     start: float
     end: float | None = None
+    channels: tuple[int, ...] | None = None
 
     def frames(self, rate: int) -> tuple[int, int | None]:
         first = round(self.start * rate)
@@ -162,16 +168,22 @@ def _read_span(f: sf.SoundFile, span: Span, limits: DecodeSpec, where: str, fmt:
             f"{where}the segment starts at {span.start:.2f} s but the file is "
             f"{f.frames / rate:.2f} s long",
         )
+    _check_channels(span.channels, f.channels, where)
     if first:
         f.seek(first)
     cap = int(limits.max_duration_s * rate) + 1
     want = None if last is None else last - first
-    samples = _read_blocks(f, cap, limits, where, want)
+    samples = _read_blocks(f, cap, limits, where, want, span.channels)
     return _Raw(samples, rate, want, fmt)
 
 
 def _read_blocks(
-    f: sf.SoundFile, cap: int, limits: DecodeSpec, where: str, want: int | None = None
+    f: sf.SoundFile,
+    cap: int,
+    limits: DecodeSpec,
+    where: str,
+    want: int | None = None,
+    channels: tuple[int, ...] | None = None,
 ) -> np.ndarray:
     """Read mono blocks until the end, `want` frames or the cap; never trust the header."""
     blocks, total = [], 0
@@ -180,18 +192,31 @@ def _read_blocks(
         block = f.read(n, dtype="float32", always_2d=True)
         if len(block) == 0:
             break
-        blocks.append(_downmix(block))
+        blocks.append(_downmix(block, channels))
         total += len(block)
         if total > cap:
             _refuse_long(total / f.samplerate, limits, where, "stopped decoding at")
     return np.concatenate(blocks) if blocks else np.zeros(0, np.float32)
 
 
-def _downmix(block: np.ndarray) -> np.ndarray:
-    """(frames, channels) -> (frames,) by the channel mean, as float32."""
+def _downmix(block: np.ndarray, channels: tuple[int, ...] | None = None) -> np.ndarray:
+    """(frames, channels) -> (frames,) by the mean of `channels` (None: all), as float32."""
+    if channels is not None:
+        block = block[:, list(channels)]
     if block.shape[1] == 1:
         return block[:, 0]
     return block.mean(axis=1, dtype=np.float32)
+
+
+def _check_channels(channels: tuple[int, ...] | None, present: int, where: str) -> None:
+    """Refuse a span naming a channel the file does not have (a manifest that says more
+    channels than the file holds): averaging what is there would be another signal."""
+    if channels is not None and max(channels) >= present:
+        raise AudioDecodeError(
+            ErrorCode.INVALID_INPUT,
+            f"{where}the item is the file's channel(s) {'+'.join(map(str, channels))} "
+            f"(counted from 0) but the file has {present} channel{'s' if present != 1 else ''}",
+        )
 
 
 def _riff_declared_frames(data: bytes) -> int | None:
@@ -261,6 +286,8 @@ def _decode_stream(
         declared_s = None if span.end is None else span.end - span.start
     elif declared_s is not None:
         _refuse_long(declared_s, limits, where, "container declares")
+    if span is not None:
+        _check_channels(span.channels, stream.codec_context.channels, where)
     rate = stream.codec_context.sample_rate
     if not rate:
         attempts.append("pyav: the audio stream has no sample rate")
@@ -270,7 +297,7 @@ def _decode_stream(
     try:
         for frame in container.decode(stream):
             for out in resampler.resample(frame):
-                x = out.to_ndarray().mean(axis=0, dtype=np.float32)
+                x = _downmix(out.to_ndarray().T, None if span is None else span.channels)
                 rate = out.sample_rate  # HE-AAC may double it
                 if span is not None:
                     x, seen = _in_span(x, seen, span, rate), seen + len(x)

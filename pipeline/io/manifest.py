@@ -33,6 +33,10 @@ class ManifestEntry:
     end: float | None = None
     line: int | None = None  # the manifest line, for error messages
     error: str | None = None  # why this line could not be read (an error row, not a lost item)
+    # lhotse, multi-channel recordings: the recording's channels the item is (in its member
+    # key), and their positions in the file (what decode averages); None: the whole file.
+    channels: tuple[int, ...] | None = None
+    file_channels: tuple[int, ...] | None = None
 
 
 def read_manifest(

@@ -32,9 +32,13 @@ def item_id(source_uri: str, member: str) -> str:
     return hashlib.sha256(f"{source_uri}\n{member}".encode()).hexdigest()[:24]
 
 
-def span_member(start: float | None, end: float | None) -> str:
-    """The member key of a segment of a file ("" for the whole file): its start and end."""
-    return "" if start is None else f"{start!r}-{'' if end is None else repr(end)}"
+def span_member(
+    start: float | None, end: float | None, channels: tuple[int, ...] | None = None
+) -> str:
+    """The member key of a segment of a file ("" for the whole file): its start and end, and
+    for a channel of a multi-channel recording its channels (`0.5-1.5:ch=1`, `:ch=0+1`)."""
+    span = "" if start is None else f"{start!r}-{'' if end is None else repr(end)}"
+    return span if channels is None else f"{span}:ch={'+'.join(map(str, channels))}"
 
 
 @dataclass(frozen=True)
@@ -50,6 +54,7 @@ class FileEntry:
     end: float | None = None
     own_id: str | None = None  # the user's id (input.id_column), else derived from uri/member
     version: str | None = None  # the file's etag or mtime when listed (changed sources)
+    channels: tuple[int, ...] | None = None  # the file's channels to average (None: all)
 
     @property
     def item_id(self) -> str:
@@ -180,11 +185,13 @@ def audio_row(
     error: RowError | None = None,
     span: tuple[float | None, float | None] = (None, None),
     own_id: str | None = None,
+    channels: tuple[int, ...] | None = None,
 ) -> dict:
     """One row of `columns.ITEM_SCHEMA`: an audio item (or the error that stands for it).
 
-    `span` (start, end in seconds) makes the item that segment of the file; `own_id`
-    (the user's id, `input.id_column`) replaces the derived id."""
+    `span` (start, end in seconds) makes the item that segment of the file, `channels`
+    (positions in the file) those channels of it averaged; `own_id` (the user's id,
+    `input.id_column`) replaces the derived id."""
     return {
         "item_id": own_id or item_id(source, member),
         "source_uri": source,
@@ -196,5 +203,6 @@ def audio_row(
         "input_bytes": len(data) if data is not None else 0,
         "start_s": span[0],
         "end_s": span[1],
+        "channels": None if channels is None else list(channels),
         **error_fields(error),
     }

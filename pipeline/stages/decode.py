@@ -22,6 +22,7 @@ from pipeline.columns import (
     AUDIO,
     AUDIO_BYTES,
     AUDIO_FIELDS,
+    CHANNELS,
     DURATION_S,
     END_S,
     MEMBER,
@@ -136,13 +137,14 @@ def _names(rows: pa.Table) -> list[str | None]:
 
 
 def _spans(rows: pa.Table) -> list[Span | None]:
-    """Each row's segment of its file (None: the whole file)."""
-    if START_S not in rows.column_names:
-        return [None] * rows.num_rows
-    ends = rows.column(END_S).to_pylist() if END_S in rows.column_names else [None] * rows.num_rows
+    """Each row's segment of its file and channels (None: the whole file, downmixed)."""
+    starts, ends, channels = (
+        rows.column(c).to_pylist() if c in rows.column_names else [None] * rows.num_rows
+        for c in (START_S, END_S, CHANNELS)
+    )
     return [
-        None if s is None else Span(s, e)
-        for s, e in zip(rows.column(START_S).to_pylist(), ends, strict=True)
+        None if s is None and c is None else Span(s or 0.0, e, None if c is None else tuple(c))
+        for s, e, c in zip(starts, ends, channels, strict=True)
     ]
 
 

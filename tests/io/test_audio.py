@@ -333,3 +333,17 @@ def test_a_span_past_the_end_of_the_file_is_an_error():
     with pytest.raises(AudioDecodeError) as info:
         decode_audio(buf.getvalue(), target_rate=TARGET, limits=LIMITS, span=Span(2.5, 9.0))
     assert info.value.code == ErrorCode.TRUNCATED
+
+
+@pytest.mark.parametrize("fmt", ["wav", "flac", "m4a"])
+def test_a_span_with_channels_keeps_only_those(fmt):
+    left, right = sine(TARGET, 1.0, 440), sine(TARGET, 1.0, 1000, amp=0.3)
+    data = encode(np.stack([left, right], axis=1), TARGET, fmt)
+    hz = [
+        peak_hz(decode_audio(data, target_rate=TARGET, limits=LIMITS, span=s).samples, TARGET)
+        for s in (Span(0.0, None, (0,)), Span(0.0, None, (1,)))
+    ]
+    assert hz == [pytest.approx(440, abs=5), pytest.approx(1000, abs=5)]
+    with pytest.raises(AudioDecodeError) as info:
+        decode_audio(data, target_rate=TARGET, limits=LIMITS, span=Span(0.0, 0.5, (2,)))
+    assert info.value.code == ErrorCode.INVALID_INPUT and "2 channels" in str(info.value)

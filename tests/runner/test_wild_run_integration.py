@@ -75,6 +75,36 @@ def test_nemo_segments_run_once_each_decoding_only_their_span(
     assert transcripts2.num_rows == 3 and errors2.num_rows == 1
 
 
+def test_lhotse_channels_of_one_span_are_items_of_their_own(
+    ray_address, tmp_path, tiny_model, capsys
+):
+    import numpy as np
+    import soundfile as sf
+    from lhotse import Recording, RecordingSet, SupervisionSegment, SupervisionSet
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    stereo = np.stack([corpora.tone(2.0, 440.0), corpora.tone(2.0, 900.0)], axis=1)
+    sf.write(corpus / "call.wav", stereo, corpora.RATE)
+    rec = Recording.from_file(str(corpus / "call.wav"), recording_id="call")
+    RecordingSet.from_recordings([rec]).to_file(str(corpus / "recordings.jsonl.gz"))
+    sups = [
+        SupervisionSegment(id=f"s{ch}", recording_id="call", start=0.5, duration=1.0, channel=ch)
+        for ch in (0, 1, 2)
+    ]
+    SupervisionSet.from_segments(sups).to_file(str(corpus / "supervisions.jsonl.gz"))
+    manifest = str(corpus / "supervisions.jsonl.gz")
+    spec = _spec_file(tmp_path, {"uri": str(corpus), "manifest": manifest}, tiny_model)
+    assert main(["run", spec]) == 0
+    transcripts, errors = _tables(tmp_path)
+    assert sorted(transcripts.column("member").to_pylist()) == ["0.5-1.5:ch=0", "0.5-1.5:ch=1"]
+    assert transcripts.column("duration_s").to_pylist() == pytest.approx([1.0, 1.0], abs=1e-3)
+    (bad,) = errors.to_pylist()
+    assert bad["error_code"] == "invalid_input" and "'s2'" in bad["error_message"]
+    assert main(["run", spec]) == 0
+    assert _tables(tmp_path)[0].num_rows == 2
+
+
 def test_a_run_where_most_items_fail_exits_4_after_writing_everything(
     ray_address, tmp_path, tiny_model, capsys
 ):

@@ -96,6 +96,7 @@ def read_rows(unit: WorkUnit, spec: InputSpec, max_bytes: int, batch: int) -> It
             error=error,
             span=(e.start, e.end),
             own_id=e.own_id,
+            channels=e.channels,
         )
 
 
@@ -152,17 +153,17 @@ def _manifest_entries(listing: Listing, spec: InputSpec) -> list[FileEntry]:
             path = path if path.startswith("/") else _resolve(listing, path, manifest_dir)
             error = check_path(path, base, allow_outside=spec.allow_outside_paths, local=local)
         uri = raw if "://" in path else full_uri(fs, path)
-        key = (uri, m.start, m.end)
+        key = (uri, m.start, m.end, m.channels)
         if error is None and key in seen:
             first_row, first = seen[key]
-            span = "" if m.start is None else f" (span {span_member(m.start, m.end)})"
+            span = "" if m.start is None else f" (span {span_member(m.start, m.end, m.channels)})"
             error = RowError(
                 ErrorCode.DUPLICATE_ID,
                 f"manifest row {row + 1} ({raw!r}) names the file{span} of row {first_row + 1} "
                 f"({first!r}): {uri}",
             )
         seen.setdefault(key, (row, raw))
-        member = f"manifest-row={row}" if error else span_member(m.start, m.end)
+        member = f"manifest-row={row}" if error else span_member(m.start, m.end, m.channels)
         shard, size = (_shard_of(base, path), listing.files.get(path)) if not error else (".", None)
         version = listing.versions.get(path) if not error else None
         entries.append(
@@ -177,6 +178,7 @@ def _manifest_entries(listing: Listing, spec: InputSpec) -> list[FileEntry]:
                 start=m.start,
                 end=m.end,
                 version=version,
+                channels=m.file_channels,
             )
         )
     column = own_id_column(spec)
