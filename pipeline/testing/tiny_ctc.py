@@ -18,6 +18,8 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
+from pipeline.testing.threads import one_thread
+
 if TYPE_CHECKING:
     import numpy as np
 
@@ -109,7 +111,7 @@ def _make_head_decisive(model, vocab: dict[str, int], seed: int) -> None:
     head = model.lm_head
     captured: list[torch.Tensor] = []
     hook = head.register_forward_pre_hook(lambda _m, args: captured.append(args[0].detach()))
-    with torch.no_grad():
+    with torch.no_grad(), one_thread():  # the same sums whatever threads the caller set
         model(torch.from_numpy(_calibration_audio(seed))[None])
     hook.remove()
     hidden = captured[0].reshape(-1, head.in_features)

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from pipeline.models.mctct.config import FeatureConfig, MctctConfig
+from pipeline.testing.threads import one_thread
 
 PAD, UNK, BOS, EOS, DELIMITER = "<pad>", "<unk>", "<s>", "</s>", "|"
 # Unnormalised characters, as the real vocabulary has them (case and punctuation kept).
@@ -133,7 +134,7 @@ def build_mctct(
     features, lengths = MfscFeatures(FeatureConfig(), device)([calibration_audio(seed)])
     captured: list[torch.Tensor] = []
     hook = model.ctc_head.register_forward_pre_hook(lambda _m, a: captured.append(a[0][0]))
-    with torch.inference_mode():
+    with torch.inference_mode(), one_thread():  # the same sums whatever threads the caller set
         model(features, lengths)
     hook.remove()
     decisive_head(model.ctc_head, captured[0], vocab, seed)

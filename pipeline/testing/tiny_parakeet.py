@@ -27,6 +27,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from pipeline.testing.threads import one_thread
+
 BLANK, UNK, SPACE = "<pad>", "<unk>", "▁"
 LETTERS = "abcdefghijklmnopqrstuvwxyz'"
 SAMPLING_RATE = 16_000
@@ -108,7 +110,7 @@ def _decisive_head(model, extractor, vocab: dict[str, int], seed: int) -> None:
     clips = [tiny_mctct.calibration_audio(seed), tiny_ctc._calibration_audio(seed)]
     for audio in clips + [_tone_clip(seed * 100 + i) for i in range(8)]:
         inputs = extractor(audio, sampling_rate=SAMPLING_RATE, return_tensors="pt")
-        with torch.inference_mode():
+        with torch.inference_mode(), one_thread():  # the same sums whatever threads were set
             model(**inputs)
     hook.remove()
     hidden = torch.cat(captured)
