@@ -15,7 +15,7 @@ and measures process-CPU seconds (the machine is shared: wall time means little 
 A warm-up run starts Ray's workers first; then a small and a large run are measured and
 the per-audio-hour figures are their difference over the difference in audio (so the
 per-run fixed cost is reported apart). From the CPU per audio-hour it projects what a
-16-core node feeds and sets it beside each H200 ceiling (../shared/device/README.md).
+16-core node feeds and sets it beside each H200 ceiling (docs/FACTS.md).
 Targets: Ray's share (everything but decode itself) < 25% of the CPU; a 16-core node
 >= 15,000x realtime on flac16. Appends its section to benchmarks/RESULTS.md.
 """
@@ -40,7 +40,7 @@ HERE = Path(__file__).parent
 RESULTS = HERE / "RESULTS.md"
 RATE = 16_000
 TASK = "ctc"
-CEILINGS = {  # one H200, raw model, ../shared/device/README.md
+CEILINGS = {  # one H200, raw model, docs/FACTS.md
     "wav2vec2-base CTC": 10_400,
     "wav2vec2-large CTC": 6_060,
     "wav2vec2-base frames": 10_460,

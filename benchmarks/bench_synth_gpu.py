@@ -3,7 +3,7 @@
     python benchmarks/bench_synth_gpu.py [--batches 64,128,256] [--items 512] [--reference]
     python benchmarks/bench_synth_gpu.py --device cpu --tiny      # smoke test, no GPU
 
-On the GPU machine (which lacks pydantic, ../shared/device/README.md): pack it here once
+On the GPU machine (which lacks pydantic, docs/FACTS.md): pack it here once
 with `bash ../shared/device/pack.sh pydantic`, carry `.devcarry`, and run
 `python3 .devcarry/unpack.py && export PYTHONPATH=/tmp/site:$PWD && python3 benchmarks/...`.
 
@@ -12,7 +12,7 @@ microsoft/speecht5_tts and microsoft/speecht5_hifigan; no download: speed depend
 shapes, not weights) in bf16. The random stop head is switched off (threshold above its
 maximum), so every item decodes `maxlenratio * tokens / 2` steps: 100-character texts
 give 600 frames (9.6 s) each, the shape of the raw ceiling in
-../shared/device/README.md (1,364 s of audio per second at batch 256 without vocoder;
+docs/FACTS.md (1,364 s of audio per second at batch 256 without vocoder;
 vocoder alone 4,080 at batch 16). `--mixed` draws 40-160 characters instead.
 
 For each batch size it times, over the same texts: decoding + postnet alone, and the

@@ -3,7 +3,7 @@
     python benchmarks/gpu_suite.py --out gpu_suite.md            # on the GPU machine
     python benchmarks/gpu_suite.py --smoke --out /tmp/smoke.md   # anywhere: tiny models, CPU
 
-On the GPU machine (../shared/device/README.md: Python 3.12, torch 2.11, transformers
+On the GPU machine (docs/FACTS.md: Python 3.12, torch 2.11, transformers
 5.17, no Ray/jiwer/soundfile/soxr/pydantic), pack what it lacks here once,
 `bash ../shared/device/pack.sh ray jiwer soundfile soxr pydantic` (~49 MB), carry
 `.devcarry`, and run

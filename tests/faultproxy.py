@@ -1,6 +1,6 @@
 """A loopback HTTP proxy in front of the S3 emulator that injects storage faults.
 
-moto injects none (FACTS.md "Object storage"), so tests put this between a client
+moto injects none (docs/FACTS.md, "Object storage"), so tests put this between a client
 and moto: it answers a share of requests with 503 SlowDown, resets a share of
 connections, or holds matching requests forever (a stall). Messages it forwards go
 through byte for byte, chunked uploads included; HEAD replies stay bodiless. It runs

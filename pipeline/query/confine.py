@@ -1,6 +1,6 @@
 """What a query may do: read the output's tables, nothing else.
 
-Two rules, both needed (shared/FACTS.md, DuckDB 2.0.1):
+Two rules, both needed (docs/FACTS.md, DuckDB 2.0.1):
 - `confine` lets the connection open files only under the output (`allowed_directories`,
   then `enable_external_access=false`, then `lock_configuration=true`, in that order: set
   the other way round, the directory list cannot be set). That also blocks `INSTALL`,
