@@ -19,6 +19,9 @@ END_S = "end_s"
 # The file's channels a segment averages (lhotse supervisions of multi-channel recordings);
 # null: every channel, downmixed.
 CHANNELS = "channels"
+# audio_bytes holds only the segment's span, cut by the read step (io/segments.py): decode
+# reads it whole (start_s/end_s still say where it lies in its file).
+SPAN_CUT = "span_cut"
 
 AUDIO = "audio"
 SAMPLE_RATE = "sample_rate"

@@ -32,6 +32,7 @@ from pipeline.column_names import (
     SOURCE_SIZE,
     SOURCE_URI,
     SOURCE_VERSION,
+    SPAN_CUT,
     SPEAKER,
     SPEAKER_EMBEDDING,
     START_S,
@@ -55,6 +56,7 @@ ITEM_SCHEMA = pa.schema(
         pa.field(START_S, pa.float64()),  # null: the whole file
         pa.field(END_S, pa.float64()),  # null: to the end of the file
         pa.field(CHANNELS, pa.list_(pa.int32())),  # null: every channel, downmixed
+        pa.field(SPAN_CUT, pa.bool_()),  # audio_bytes is the span alone (io/segments.py)
         pa.field(ERROR_STAGE, pa.string()),
         pa.field(ERROR_CODE, pa.string()),
         pa.field(ERROR_MESSAGE, pa.string()),
@@ -65,7 +67,7 @@ ITEM_SCHEMA = pa.schema(
 # columns without audio bytes, plus the text and its speaker. `reference` holds the
 # text too, so a round-trip transcript is scored against it like any other.
 TEXT_ITEM_SCHEMA = pa.schema(
-    [f for f in ITEM_SCHEMA if f.name not in (AUDIO_BYTES, START_S, END_S, CHANNELS)]
+    [f for f in ITEM_SCHEMA if f.name not in (AUDIO_BYTES, START_S, END_S, CHANNELS, SPAN_CUT)]
     + [
         pa.field(TEXT_ID, pa.string()),
         pa.field(TEXT, pa.string()),

@@ -170,10 +170,15 @@ ITEM_COLUMNS = (
     C.START_S,
     C.END_S,
     C.CHANNELS,
+    C.SPAN_CUT,
     *_ERRORS,
 )
 TEXT_ITEM_COLUMNS = (
-    *(c for c in ITEM_COLUMNS if c not in (C.AUDIO_BYTES, C.START_S, C.END_S, C.CHANNELS)),
+    *(
+        c
+        for c in ITEM_COLUMNS
+        if c not in (C.AUDIO_BYTES, C.START_S, C.END_S, C.CHANNELS, C.SPAN_CUT)
+    ),
     C.TEXT_ID,
     C.TEXT,
     C.SPEAKER,

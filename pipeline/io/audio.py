@@ -33,7 +33,9 @@ import soxr
 from pipeline.errors import AudioDecodeError, ErrorCode
 from pipeline.spec import DecodeSpec
 
-_BLOCK_FRAMES = 1 << 16
+# Frames per soundfile read. Public: io/segments.py reads spans in the same blocks, since
+# libmpg123 (MP3) gives other samples for other read sizes.
+BLOCK_FRAMES = 1 << 16
 _MIB = 1 << 20
 # FFmpeg demuxers we let PyAV probe. Anything else (playlists such as HLS or
 # concat lists, which can make FFmpeg open other files or URLs, images, ...) is
@@ -188,7 +190,7 @@ def _read_blocks(
     """Read mono blocks until the end, `want` frames or the cap; never trust the header."""
     blocks, total = [], 0
     while want is None or total < want:
-        n = _BLOCK_FRAMES if want is None else min(_BLOCK_FRAMES, want - total)
+        n = BLOCK_FRAMES if want is None else min(BLOCK_FRAMES, want - total)
         block = f.read(n, dtype="float32", always_2d=True)
         if len(block) == 0:
             break

@@ -186,12 +186,15 @@ def audio_row(
     span: tuple[float | None, float | None] = (None, None),
     own_id: str | None = None,
     channels: tuple[int, ...] | None = None,
+    cut: bytes | None = None,
 ) -> dict:
     """One row of `columns.ITEM_SCHEMA`: an audio item (or the error that stands for it).
 
     `span` (start, end in seconds) makes the item that segment of the file, `channels`
     (positions in the file) those channels of it averaged; `own_id` (the user's id,
-    `input.id_column`) replaces the derived id."""
+    `input.id_column`) replaces the derived id. `cut` (io/segments.py) is the span alone,
+    carried (and counted in `input_bytes`) instead of the whole file."""
+    data = data if cut is None else cut
     return {
         "item_id": own_id or item_id(source, member),
         "source_uri": source,
@@ -204,5 +207,6 @@ def audio_row(
         "start_s": span[0],
         "end_s": span[1],
         "channels": None if channels is None else list(channels),
+        "span_cut": cut is not None,
         **error_fields(error),
     }

@@ -27,6 +27,7 @@ from pipeline.columns import (
     END_S,
     MEMBER,
     SAMPLE_RATE,
+    SPAN_CUT,
     START_S,
 )
 from pipeline.contract import decode_columns
@@ -137,15 +138,20 @@ def _names(rows: pa.Table) -> list[str | None]:
 
 
 def _spans(rows: pa.Table) -> list[Span | None]:
-    """Each row's segment of its file and channels (None: the whole file, downmixed)."""
-    starts, ends, channels = (
+    """Each row's segment of its file and channels (None: the whole file, downmixed); a span
+    the read step already cut out (`span_cut`) is read whole, its channels kept."""
+    starts, ends, channels, cut = (
         rows.column(c).to_pylist() if c in rows.column_names else [None] * rows.num_rows
-        for c in (START_S, END_S, CHANNELS)
+        for c in (START_S, END_S, CHANNELS, SPAN_CUT)
     )
-    return [
-        None if s is None and c is None else Span(s or 0.0, e, None if c is None else tuple(c))
-        for s, e, c in zip(starts, ends, channels, strict=True)
-    ]
+    spans = []
+    for s, e, c, was_cut in zip(starts, ends, channels, cut, strict=True):
+        if was_cut:
+            s, e = None, None
+        spans.append(
+            None if s is None and c is None else Span(s or 0.0, e, None if c is None else tuple(c))
+        )
+    return spans
 
 
 def _list_array(samples: list[np.ndarray | None]) -> pa.Array:

@@ -6,7 +6,9 @@ is too large, missing or unreadable becomes an error row, and so does a manifest
 path that is refused or names a file (and span) again (`pipeline/io/paths.py`), and
 a manifest line that cannot be parsed (member `line=N`). A manifest line with a
 span (NeMo `offset`, a lhotse supervision) is one item covering that span of its
-file, its member key the span's start and end. `input.references: librispeech`
+file, its member key the span's start and end; a file is fetched once per unit however
+many segments of it the unit holds, and each segment's row carries only its span
+(`pipeline/io/segments.py`). `input.references: librispeech`
 takes the references from the `*.trans.txt` files beside the audio.
 """
 
@@ -22,6 +24,7 @@ from pipeline.errors import ErrorCode, InputError, RowError
 from pipeline.io.idset import IdSet
 from pipeline.io.manifest import read_manifest
 from pipeline.io.paths import check_path, normalise, read_local
+from pipeline.io.segments import SharedReads, cut_span
 from pipeline.io.storage import (
     filesystem,
     full_uri,
@@ -71,21 +74,29 @@ def list_units(
 
 
 def read_rows(unit: WorkUnit, spec: InputSpec, max_bytes: int, batch: int) -> Iterator[dict]:
+    """One row per entry; a file named by several entries (segments) is fetched once, and
+    a segment's row holds only its span (`pipeline/io/segments.py`)."""
     fs, _ = filesystem(spec.uri, spec.storage)
     local = is_local(fs)
-    for e in unit.files:
-        if e.error is not None:  # refused while listing: never read
-            data, error = None, e.error
-        elif local:  # symlinks resolved and checked, FIFOs and devices never read
+
+    def fetch(e: FileEntry) -> tuple[bytes | None, RowError | None]:
+        if local:  # symlinks resolved and checked, FIFOs and devices never read
             got = read_local(
                 fs._strip_protocol(e.uri),
                 unit.prefix,
                 allow_outside=spec.allow_outside_paths,
                 max_bytes=max_bytes,
             )
-            data, error = (None, got) if isinstance(got, RowError) else (got, None)
+            return (None, got) if isinstance(got, RowError) else (got, None)
+        return _fetch(fs, e.uri, e.size, max_bytes, spec.storage.timeout_s)
+
+    shared = SharedReads(unit.files, fetch)
+    for e in unit.files:
+        if e.error is not None:  # refused while listing: never read
+            data, error = None, e.error
         else:
-            data, error = _fetch(fs, e.uri, e.size, max_bytes, spec.storage.timeout_s)
+            data, error = shared.read(e)
+        cut = None if data is None or e.start is None else cut_span(data, e.start, e.end, max_bytes)
         yield audio_row(
             e.uri,
             e.member,
@@ -97,6 +108,7 @@ def read_rows(unit: WorkUnit, spec: InputSpec, max_bytes: int, batch: int) -> It
             span=(e.start, e.end),
             own_id=e.own_id,
             channels=e.channels,
+            cut=cut,
         )
 
 
