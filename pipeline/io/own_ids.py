@@ -9,8 +9,12 @@ error row under its derived id (shard URI and row), naming both places; the firs
 occurrence keeps the id. The order is the listing's (sorted paths), so a re-run picks
 the same first occurrence and the same ids.
 
-Shards an earlier run settled are not opened (io/sources.py), so an id repeated in a
-settled shard is not seen here.
+Shards an earlier run settled are not opened (io/sources.py); the ids earlier runs took
+come from the completion records instead (`recorded_ids`, set on the listing by the
+nightly planner): an id recorded for a source that is still listed belongs to it, and a
+row of another shard holding it is a duplicate_id row too (it would otherwise be skipped
+as done). An id recorded for a source no longer listed (a shard moved or renamed) is free:
+the moved shard's rows are the same items, still done.
 """
 
 from __future__ import annotations
@@ -22,23 +26,63 @@ from dataclasses import replace
 import pyarrow as pa
 
 from pipeline.errors import ErrorCode, RowError
-from pipeline.io.units import WorkUnit, error_fields
+from pipeline.io.completion import Records
+from pipeline.io.storage import full_uris
+from pipeline.io.units import Listing, WorkUnit, error_fields
 
 
-def mark_repeated(fs, units: list[WorkUnit], column: str) -> list[WorkUnit]:
-    """`units` with `repeated_ids` set: row -> where its id first appeared (`URI row=N`)."""
+def mark_repeated(
+    fs, units: list[WorkUnit], column: str, recorded: pa.Table | None = None
+) -> list[WorkUnit]:
+    """`units` with `repeated_ids` set: row -> where its id first appeared (`URI row=N`).
+
+    `recorded` (`recorded_ids`) gives the ids earlier runs took for sources still listed:
+    such an id belongs to that source, and a row of any other shard holding it repeats
+    it, even when that source is settled and not read now."""
+    per_unit = [list(_ids(fs, u, column)) for u in units]
+    owner = _owners(recorded, {v for ids in per_unit for _, v in ids})
     first: dict[str, str] = {}
     out = []
-    for unit in units:
+    for unit, ids in zip(units, per_unit, strict=True):
         repeated = []
-        for index, value in _ids(fs, unit, column):
-            where = f"{unit.shard_uri} row={index}"
+        for index, value in ids:
+            taken = owner.get(value, unit.shard_uri)
             if value in first:
                 repeated.append((index, first[value]))
+            elif taken != unit.shard_uri:
+                repeated.append((index, f"{taken} (processed by an earlier run)"))
             else:
-                first[value] = where
+                first[value] = f"{unit.shard_uri} row={index}"
         out.append(replace(unit, repeated_ids=tuple(repeated)) if repeated else unit)
     return out
+
+
+def recorded_ids(records: Records, listing: Listing) -> pa.Table | None:
+    """(item_id, source_uri) of the completion records whose source is still listed: a
+    shard moved away (no longer listed) gives its ids up, so moving a shard keeps them."""
+    import pyarrow.compute as pc
+
+    table = records.table
+    if table is None or table.num_rows == 0:
+        return None
+    listed = pa.array(full_uris(listing.fs, list(listing.files)), pa.string())
+    table = table.select(["item_id", "source_uri"])
+    return table.filter(pc.is_in(table.column("source_uri"), value_set=listed))
+
+
+def _owners(recorded: pa.Table | None, ids: set[str]) -> dict[str, str]:
+    """id -> the listed source an earlier run recorded it for (the first by URI if two)."""
+    import pyarrow.compute as pc
+
+    if recorded is None or not ids:
+        return {}
+    hits = recorded.filter(pc.is_in(recorded.column("item_id"), value_set=pa.array(sorted(ids))))
+    owner: dict[str, str] = {}
+    for item, source in zip(
+        hits.column("item_id").to_pylist(), hits.column("source_uri").to_pylist(), strict=True
+    ):
+        owner[item] = min(owner.get(item, source), source)
+    return owner
 
 
 def _ids(fs, unit: WorkUnit, column: str) -> Iterator[tuple[int, str]]:

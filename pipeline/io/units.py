@@ -117,6 +117,10 @@ class Listing:
     # every task, unchanged since (io/unit_records.py): never read, not even a footer.
     # path -> the items recorded for it.
     settled: dict[str, int] = field(default_factory=dict)
+    # parquet with input.id_column: (item_id, source_uri) of earlier runs' records whose
+    # source is still listed, so a user id an earlier run took is not taken again
+    # (io/own_ids.py); a pyarrow Table, None when there are none.
+    recorded_ids: Any = None
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ records say every item is settled, and cuts the rest into work units.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 from pipeline.io.completion import (
     CHECKPOINT_DIR,
@@ -20,6 +21,7 @@ from pipeline.io.completion import (
     source_state,
 )
 from pipeline.io.listing import cut_input, input_format, list_input
+from pipeline.io.own_ids import recorded_ids
 from pipeline.io.sources import (
     changed_sources,
     listed_sources,
@@ -27,7 +29,7 @@ from pipeline.io.sources import (
     settled_shards,
 )
 from pipeline.io.storage import storage_errors
-from pipeline.io.units import InputPlan
+from pipeline.io.units import InputPlan, own_id_column
 from pipeline.spec import JobSpec
 
 # Completion files are merged into one when a run finds more (io/completion.py `compact`).
@@ -58,9 +60,12 @@ def plan_night(
     again = frozenset(changed) if spec.incremental.reprocess_changed else frozenset()
     done = settle(records, tasks, spec.input_hash(), retry, again)
     _release()
-    if input_format(listing, spec.input) != "files":
+    fmt = input_format(listing, spec.input)
+    if fmt != "files":
         shards = settled_shards(listing, unit_records, records, done, tasks)
-        listing = type(listing)(**{**listing.__dict__, "settled": shards})
+        listing = replace(listing, settled=shards)
+    if fmt == "parquet" and own_id_column(spec.input):
+        listing = replace(listing, recorded_ids=recorded_ids(records, listing))
     with storage_errors(spec.input.uri, "input", spec.input.storage):
         inputs = cut_input(
             listing, spec.input, spec.runtime.read_batch_items, done.done_all, changed

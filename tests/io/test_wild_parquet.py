@@ -128,3 +128,33 @@ def test_a_repeated_id_in_a_save_to_disk_folder_names_its_first_row(tmp_path):
     assert got[2]["error_code"] == "duplicate_id"
     assert "row=2: id 'a'" in got[2]["error_message"]
     assert "is also the id of" in got[2]["error_message"] and "row=0" in got[2]["error_message"]
+
+
+def test_an_id_an_earlier_run_took_for_a_listed_shard_stays_that_shards(tmp_path):
+    from dataclasses import replace
+
+    import numpy as np
+    import pyarrow as pa
+
+    from pipeline.io.completion import Records
+    from pipeline.io.listing import cut_input, list_input
+    from pipeline.io.own_ids import recorded_ids
+    from pipeline.io.reading import read_unit
+
+    clips = corpora.write_clips(tmp_path / "clips", 4)
+    corpora.hf_parquet_embedded(clips[:2], tmp_path / "d" / "a.parquet", utt=["x1", "x2"])
+    corpora.hf_parquet_embedded(clips[2:], tmp_path / "d" / "b.parquet", utt=["x3", "x1"])
+    spec = InputSpec(uri=str(tmp_path / "d"), id_column="utt")
+    listing = list_input(spec)
+    uri_a, uri_b = (u.shard_uri for u in plan_input(spec).units)
+    # Records of an earlier run that took x1 for b.parquet, and x2 for a shard no longer
+    # listed (moved away: its id is free again).
+    gone = uri_a.replace("a.parquet", "old.parquet")
+    table = pa.table({"item_id": ["x1", "x2"], "source_uri": [uri_b, gone]})
+    recorded = recorded_ids(Records(table, np.array([], dtype="S1")), listing)
+    plan = cut_input(replace(listing, recorded_ids=recorded), spec)
+    got = [r for u in plan.units for t in read_unit(u, spec, 2**26) for r in t.to_pylist()]
+    assert [r["error_code"] for r in got] == ["duplicate_id", None, None, None]
+    assert got[0]["source_uri"] == uri_a
+    assert f"{uri_b} (processed by an earlier run)" in got[0]["error_message"]
+    assert [r["item_id"] for r in got[1:]] == ["x2", "x3", "x1"]

@@ -105,6 +105,30 @@ def test_lhotse_channels_of_one_span_are_items_of_their_own(
     assert _tables(tmp_path)[0].num_rows == 2
 
 
+def test_an_own_id_a_later_shard_repeats_from_an_earlier_run_is_a_duplicate_id_row(
+    ray_address, tmp_path, tiny_model, capsys
+):
+    clips = corpora.write_clips(tmp_path / "clips", 4)
+    data = tmp_path / "data"
+    corpora.hf_parquet_embedded(clips[:2], data / "a.parquet", utt=["x1", "x2"])
+    spec = _spec_file(tmp_path, {"uri": str(data), "id_column": "utt"}, tiny_model)
+    assert main(["run", spec]) == 0
+    # The next night a shard arrives that repeats x1: a.parquet is settled (not opened),
+    # so only the records can tell; the row must be an error, not skipped as done.
+    corpora.hf_parquet_embedded(clips[2:], data / "b.parquet", utt=["x3", "x1"])
+    assert main(["run", spec]) == 0
+    transcripts, errors = _tables(tmp_path)
+    assert sorted(transcripts.column("item_id").to_pylist()) == ["x1", "x2", "x3"]
+    (bad,) = errors.to_pylist()
+    assert bad["error_code"] == "duplicate_id" and bad["member"] == "row=1"
+    assert "b.parquet" in bad["source_uri"] and "a.parquet" in bad["error_message"]
+    # Moving a shard is not a duplicate: its ids are the same items, still done.
+    (data / "b.parquet").unlink()
+    (data / "a.parquet").rename(data / "c.parquet")
+    assert main(["run", spec]) == 0
+    assert _tables(tmp_path)[0].num_rows == 3
+
+
 def test_a_run_where_most_items_fail_exits_4_after_writing_everything(
     ray_address, tmp_path, tiny_model, capsys
 ):

@@ -62,7 +62,9 @@ def list_units(
         listing, named, "parquet", spec.limit, allow_outside=spec.allow_outside_paths
     )
     column = own_id_column(spec)
-    return (mark_repeated(listing.fs, units, column) if column else units), skipped
+    if column is None:
+        return units, skipped
+    return mark_repeated(listing.fs, units, column, listing.recorded_ids), skipped
 
 
 def read_rows(unit: WorkUnit, spec: InputSpec, max_bytes: int, batch: int) -> Iterator[dict]:
