@@ -204,38 +204,22 @@ def _retry_policy(codes: list[str] | None):
 
 
 def _summary(result, report: dict, uri: str) -> str:
+    """What `run` prints: the run's counts, a line per task of each result table
+    (`reports/results.py`), the errors, and where the tables and the report are."""
+    from pipeline.reports.results import RESULT_REPORTS
+
     c = result.counters
     rtf = c.audio_s / result.wall_s if result.wall_s else 0.0
     lines = [
         f"run {result.run_id} {result.status}: {c.items:,} items this run ({c.failed:,} errors), "
         f"{c.audio_s / 3600:.3f} h audio in {result.wall_s:.1f} s wall = {rtf:.1f}x realtime",
     ]
-    for task, s in report["tasks"].items():
-        wer = "n/a" if s["wer"] is None else f"{100 * s['wer']:.2f}%"
-        cer = "n/a" if s["cer"] is None else f"{100 * s['cer']:.2f}%"
-        lines.append(
-            f"  {task}: {s['items']:,} items in table, corpus WER {wer}, CER {cer} "
-            f"({s['word_edits']:,} edits / {s['ref_words']:,} ref words, normaliser {', '.join(s['normalizer']) or 'n/a'})"
-        )
-    for task, s in report.get("classifications", {}).items():
-        top = ", ".join(x["label"] for x in (s.get("labels") or s.get("segments") or [])[:3])
-        lines.append(f"  {task}: {s['items']:,} items in table, top labels: {top or 'none'}")
-    for task, s in report.get("syntheses", {}).items():
-        wer = s["roundtrip"]["wer"]
-        rt = "n/a" if wer is None else f"{100 * wer:.2f}%"
-        lines.append(
-            f"  {task}: {s['items']:,} syntheses, {s['audio_hours']:.3f} h audio, round-trip WER "
-            f"{rt}, {s['runaway']:,} runaway, {s['empty']:,} empty"
-        )
+    for entry in RESULT_REPORTS:
+        lines += [entry.summary(task, s) for task, s in report.get(entry.key, {}).items()]
     lines.append(
         f"  errors in table: {report['errors']['total']:,} {dict(report['errors']['by_code'])}"
     )
-    tables = ["transcripts", "classifications", "syntheses"]
-    written = [
-        t
-        for t, key in zip(tables, ("tasks", "classifications", "syntheses"), strict=True)
-        if report.get(key)
-    ]
+    written = [entry.table for entry in RESULT_REPORTS if report.get(entry.key)]
     lines.append(
         f"  tables: {uri.rstrip('/')}/{{{','.join([*written, 'errors', 'runs'])}}}/   "
         f"report: {uri.rstrip('/')}/report.html"

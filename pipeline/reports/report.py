@@ -4,7 +4,8 @@ The tables are read through the views `audiobatch query` uses (`pipeline.query`)
 newest row per item and task (`latest`, `latest_classifications`, `latest_syntheses`),
 `errors`, `errors_open`, `runs`. Everything is aggregated in DuckDB; Python sees grouped
 rows and the handful of items a section shows (`pipeline.reports.asr`), so a million-row
-output builds in seconds (benchmarks/RESULTS.md).
+output builds in seconds (benchmarks/RESULTS.md). Each result table's sections and its
+part of report.md come from its entry in `pipeline.reports.results`.
 
 Corpus WER is total word edits over total reference words, never a mean of per-item
 rates; the normaliser that produced the counts is named beside it. `run` restricts every
@@ -21,6 +22,7 @@ from dataclasses import dataclass, field
 
 import pyarrow.fs as pafs
 
+from pipeline.reports.results import RESULT_REPORTS
 from pipeline.spec import ReportSpec, StorageOptions
 
 
@@ -49,8 +51,7 @@ def build_report(request: ReportRequest) -> dict:
 
 
 def _sections(con, request: ReportRequest, cfg: ReportSpec) -> dict:
-    from pipeline.reports.asr import Scope, asr_tasks, snapshot, task_section
-    from pipeline.reports.classes import classification_sections, synthesis_sections
+    from pipeline.reports.asr import snapshot
     from pipeline.reports.drift import drift
     from pipeline.reports.operations import errors_section, runs_section
 
@@ -63,13 +64,13 @@ def _sections(con, request: ReportRequest, cfg: ReportSpec) -> dict:
 
         raise QueryError(f"{request.output}: no run {run!r} in the runs table")
     snapshot(con)
-    tasks = asr_tasks(con, run)
+    tables = {entry.key: entry.sections(con, run, cfg) for entry in RESULT_REPORTS}
+    asr = tables.pop("tasks")  # the transcription tasks, which comparisons pair up
     return {
-        "tasks": {t: task_section(con, Scope(t, run), cfg) for t in tasks},
-        "comparisons": _comparisons(con, request, cfg, tasks),
+        "tasks": asr,
+        "comparisons": _comparisons(con, request, cfg, list(asr)),
         "compare": request.compare,
-        "classifications": classification_sections(con, run),
-        "syntheses": synthesis_sections(con, run),
+        **tables,
         "errors": errors_section(con, run),
         "runs": runs_section(con, run),
         "drift": drift(con, cfg, run),
@@ -150,10 +151,8 @@ def _settings_of_newest_run(con) -> ReportSpec:
 
 def _no_tables() -> dict:
     return {
-        "tasks": {},
+        **{entry.key: {} for entry in RESULT_REPORTS},
         "comparisons": [],
-        "classifications": {},
-        "syntheses": {},
         "errors": {"total": 0, "by_code": {}, "by_stage": {}, "by_task": {}, "examples": []},
         "runs": [],
         "drift": None,
@@ -199,32 +198,8 @@ def render_markdown(report: dict) -> str:
     lines = [f"# audiobatch report\n\nOutput: `{report['output']}`\n"]
     if report.get("empty"):
         lines.append(report["empty"] + "\n")
-    for task, s in report["tasks"].items():
-        lines.append(f"## Task `{task}` ({', '.join(s['model'])})\n")
-        lines.append(f"- items: {s['items']:,}, audio: {s['audio_hours']:.3f} h")
-        lines.append(
-            f"- corpus WER: {_pct(s['wer'])}, CER: {_pct(s['cer'])} over {s['scored_items']:,} items with references "
-            f"({s['word_edits']:,} edits / {s['ref_words']:,} reference words; normaliser: {', '.join(s['normalizer']) or 'n/a'})"
-        )
-        if "languages" in s:
-            top = list(s["languages"].items())[:8]
-            lines.append("- languages: " + ", ".join(f"{k} {n:,}" for k, n in top))
-        if "flags" in s:
-            f = s["flags"]
-            detail = ", ".join(f"{k} {n:,}" for k, n in f["by_flag"].items()) or "none"
-            lines.append(
-                f"- likely hallucinations: {f['flagged_items']:,} of {f['checked_items']:,} "
-                f"items flagged ({detail})"
-            )
-        lines.append("")
-        lines.append("| shard | items | WER | CER |\n|---|---:|---:|---:|")
-        lines += [
-            f"| {shard} | {v['items']:,} | {_pct(v['wer'])} | {_pct(v['cer'])} |"
-            for shard, v in s["by_shard"].items()
-        ]
-        lines.append("")
-    lines += _classification_lines(report.get("classifications", {}))
-    lines += _synthesis_lines(report.get("syntheses", {}))
+    for entry in RESULT_REPORTS:
+        lines += entry.markdown(report.get(entry.key, {}))
     e = report["errors"]
     lines.append(f"## Errors: {e['total']:,}\n")
     lines += [f"- `{code}`: {n:,}" for code, n in e["by_code"].items()]
@@ -256,64 +231,3 @@ def render_markdown(report: dict) -> str:
         if r.get("changed_sources")
     ]
     return "\n".join(lines) + "\n"
-
-
-def _classification_lines(tasks: dict) -> list[str]:
-    lines = []
-    for task, s in tasks.items():
-        lines.append(f"## Task `{task}`: {s['items']:,} items, {s['audio_s'] / 3600:.3f} h\n")
-        if s.get("labels"):
-            lines.append("| label | items | ranked first | mean score |\n|---|---:|---:|---:|")
-            lines += [
-                f"| {x['label']} | {x['items']:,} | {x['first']:,} | {x['mean_score']:.3f} |"
-                for x in s["labels"]
-            ]
-        if s.get("segments"):
-            lines.append(
-                "| label | segments | seconds | share of audio | mean score |\n"
-                "|---|---:|---:|---:|---:|"
-            )
-            lines += [
-                f"| {x['label']} | {x['segments']:,} | {x['seconds']:.1f} | "
-                f"{_pct(x['share_of_audio'])} | {x['mean_score'] or 0:.3f} |"
-                for x in s["segments"]
-            ]
-        lines.append("")
-    return lines
-
-
-def _synthesis_lines(tasks: dict) -> list[str]:
-    lines = []
-    for task, s in tasks.items():
-        rt = s["roundtrip"]
-        lines.append(f"## Synthesis `{task}` ({', '.join(s['model'])})\n")
-        lines.append(
-            f"- items: {s['items']:,}, audio: {s['audio_hours']:.3f} h, runaway: {s['runaway']:,}, "
-            f"empty: {s['empty']:,}"
-        )
-        if rt["task"]:
-            lines.append(
-                f"- round trip through `{rt['task']}`: WER {_pct(rt['wer'])}, CER {_pct(rt['cer'])} "
-                f"over {rt['scored_items']:,} items ({rt['word_edits']:,} edits / "
-                f"{rt['ref_words']:,} words; normaliser: {', '.join(rt['normalizer']) or 'n/a'})"
-            )
-        for name, st in s["signal"].items():
-            if st:
-                lines.append(
-                    f"- {name}: mean {st['mean']:.3f}, median {st['median']:.3f}, max {st['max']:.3f}"
-                )
-        if s["worst"]:
-            lines.append(
-                "\n| text id | WER | runaway | empty | text | transcript |\n|---|---:|---|---|---|---|"
-            )
-            lines += [
-                f"| {w['text_id']} | {_pct(w['wer'])} | {w['runaway']} | {w['empty']} | "
-                f"{(w['text'] or '')[:60]} | {(w['transcript'] or '')[:60]} |"
-                for w in s["worst"]
-            ]
-        lines.append("")
-    return lines
-
-
-def _pct(x: float | None) -> str:
-    return "n/a" if x is None else f"{100 * x:.2f}%"

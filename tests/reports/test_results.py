@@ -1,0 +1,42 @@
+"""The result-table registry the report, the run summary and report.md go through."""
+
+from pipeline.contract import MODEL_STAGES
+from pipeline.reports.report import ReportRequest, build_report, render_markdown
+from pipeline.reports.results import RESULT_REPORTS
+from pipeline.schemas import TABLES
+
+
+def test_every_table_a_task_kind_writes_has_one_report_entry():
+    tables = [entry.table for entry in RESULT_REPORTS]
+    assert sorted(tables) == sorted({kind.table for kind in MODEL_STAGES.values()})
+    assert len(set(tables)) == len(tables)
+    assert len({entry.key for entry in RESULT_REPORTS}) == len(RESULT_REPORTS)
+    assert all(TABLES[t][1] == "task" for t in tables)
+
+
+def test_an_output_without_tables_has_an_empty_section_for_every_entry(tmp_path):
+    (tmp_path / "out").mkdir()
+    report = build_report(ReportRequest(str(tmp_path / "out")))
+    assert all(report[entry.key] == {} for entry in RESULT_REPORTS)
+    assert "## Errors: 0" in render_markdown(report)
+
+
+def test_each_entry_gives_its_own_summary_line_and_markdown():
+    section = {
+        "items": 2,
+        "audio_hours": 0.5,
+        "runaway": 0,
+        "empty": 1,
+        "model": ["m"],
+        "roundtrip": {"task": None, "wer": None},
+        "signal": {},
+        "worst": [],
+    }
+    entry = next(e for e in RESULT_REPORTS if e.table == "syntheses")
+    assert entry.summary("tts", section) == (
+        "  tts: 2 syntheses, 0.500 h audio, round-trip WER n/a, 0 runaway, 1 empty"
+    )
+    assert entry.markdown({"tts": section})[:2] == [
+        "## Synthesis `tts` (m)\n",
+        "- items: 2, audio: 0.500 h, runaway: 0, empty: 1",
+    ]
