@@ -198,6 +198,11 @@ TABLES: dict[str, tuple[pa.Schema, str]] = {
     "runs": (RUNS, "job"),
 }
 
+# The tables task kinds write (`contract.MODEL_STAGES`), one row per item and task: the
+# query views give each a `latest` view (`query/views.py`), the report an entry
+# (`reports/results.py`).
+RESULT_TABLES = ("transcripts", "classifications", "syntheses")
+
 
 class SchemaMismatch(AudiobatchError):
     """A table about to be written does not match its declared schema."""

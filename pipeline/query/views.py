@@ -9,7 +9,8 @@ Table views, one per table, with its partition column as a real column:
 Convenience views:
   `latest`          transcripts, the newest row per (item_id, task): re-processing an item
                     (a new model revision, a forced re-run) appends rows, it never rewrites.
-  `latest_classifications`, `latest_syntheses`   the same rule for those tables.
+  `latest_classifications`, `latest_syntheses`   the same rule for those tables (one
+                    `latest_<table>` for each of `schemas.RESULT_TABLES`).
   `corpus_wer`      per task over `latest`: items, scored items, audio seconds, reference
                     words, substitutions / deletions / insertions, edits, WER, reference
                     characters, character edits, CER. WER is total edits over total reference
@@ -49,9 +50,8 @@ from collections.abc import Iterable, Mapping
 
 from pipeline.io.compacted import PREFIX, Published
 from pipeline.query.confine import sql_literal
-from pipeline.schemas import TABLES
+from pipeline.schemas import RESULT_TABLES, TABLES
 
-RESULT_TABLES = ("transcripts", "classifications", "syntheses")
 FILE_COLUMN = "__audiobatch_file"  # each row's file, for the compaction filter; not shown
 
 # A run's place in time: its start from `runs`, else the UTC time its id begins with.
@@ -119,6 +119,12 @@ def empty_select(con, table: str) -> str:
     types = con.from_arrow(pa.Table.from_pylist([], schema=schema)).types
     cols = ", ".join(f'CAST(NULL AS {t}) AS "{f.name}"' for f, t in zip(schema, types, strict=True))
     return f"SELECT {cols} WHERE false"
+
+
+def latest_view(table: str) -> str:
+    """The view of a result table's newest row per (item_id, task): `latest` for
+    transcripts (the first table, named before there were others), else `latest_<table>`."""
+    return "latest" if table == "transcripts" else f"latest_{table}"
 
 
 def _latest(table: str) -> str:
@@ -206,9 +212,7 @@ def _errors_open() -> str:
 
 CONVENIENCE_VIEWS: dict[str, str] = {
     "run_times": "SELECT run_id, min(started_at) AS started_at FROM runs GROUP BY run_id",
-    "latest": _latest("transcripts"),
-    "latest_classifications": _latest("classifications"),
-    "latest_syntheses": _latest("syntheses"),
+    **{latest_view(t): _latest(t) for t in RESULT_TABLES},
     "corpus_wer": _corpus_wer("task"),
     "corpus_wer_by_shard": _corpus_wer("task, shard"),
     "errors_open": _errors_open(),

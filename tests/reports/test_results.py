@@ -1,9 +1,10 @@
 """The result-table registry the report, the run summary and report.md go through."""
 
 from pipeline.contract import MODEL_STAGES
+from pipeline.query.views import CONVENIENCE_VIEWS, latest_view
 from pipeline.reports.report import ReportRequest, build_report, render_markdown
 from pipeline.reports.results import RESULT_REPORTS
-from pipeline.schemas import TABLES
+from pipeline.schemas import RESULT_TABLES, TABLES
 
 
 def test_every_table_a_task_kind_writes_has_one_report_entry():
@@ -12,6 +13,16 @@ def test_every_table_a_task_kind_writes_has_one_report_entry():
     assert len(set(tables)) == len(tables)
     assert len({entry.key for entry in RESULT_REPORTS}) == len(RESULT_REPORTS)
     assert all(TABLES[t][1] == "task" for t in tables)
+    assert tuple(tables) == RESULT_TABLES  # report order: the result tables' order
+
+
+def test_every_result_table_has_its_latest_view():
+    assert [latest_view(t) for t in RESULT_TABLES] == [
+        "latest",
+        "latest_classifications",
+        "latest_syntheses",
+    ]
+    assert all(latest_view(t) in CONVENIENCE_VIEWS for t in RESULT_TABLES)
 
 
 def test_an_output_without_tables_has_an_empty_section_for_every_entry(tmp_path):
