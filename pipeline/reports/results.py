@@ -3,11 +3,11 @@
 An entry names the output table (`schemas.TABLES`), the key its sections have in
 report.json, how the sections are built from the query views (`pipeline.reports.asr`,
 `pipeline.reports.classes`), the line `audiobatch run` prints for each of its tasks
-(`cli._summary`), and its part of report.md (`report.render_markdown`). `build_report`,
-the run summary and the markdown page go through the entries in order, so none of them
-has a branch per table: a new result table is its schema, its sections, and an entry
-here (plus its part of the HTML template, `templates/report.html.j2`, and its plots in
-`html.py` when it has any).
+(`cli._summary`), its part of report.md (`report.render_markdown`) and its plots in
+report.html (`reports/table_plots.py`). `build_report`, the run summary, the markdown page
+and the plots go through the entries in order, so none of them has a branch per table: a
+new result table is its schema, its sections, and an entry here (plus its part of the
+HTML template, `templates/report.html.j2`).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from pipeline.reports import table_plots as plots
 from pipeline.spec import ReportSpec
 
 
@@ -28,6 +29,7 @@ class ResultReport:
     sections: Callable[[Any, str | None, ReportSpec], dict]  # (con, run, settings) -> sections
     summary: Callable[[str, dict], str]  # (task, section) -> the run summary's line
     markdown: Callable[[dict], list[str]]  # sections -> report.md lines
+    plots: Callable[[str, dict], dict[str, str]]  # (task, section) -> report.html's plots
 
 
 def _transcript_sections(con, run: str | None, cfg: ReportSpec) -> dict:
@@ -163,7 +165,12 @@ def _pct(x: float | None) -> str:
 
 RESULT_REPORTS: tuple[ResultReport, ...] = (
     ResultReport(
-        "transcripts", "tasks", _transcript_sections, _transcript_summary, _transcript_lines
+        "transcripts",
+        "tasks",
+        _transcript_sections,
+        _transcript_summary,
+        _transcript_lines,
+        plots.transcript_plots,
     ),
     ResultReport(
         "classifications",
@@ -171,8 +178,14 @@ RESULT_REPORTS: tuple[ResultReport, ...] = (
         _classification_sections,
         _classification_summary,
         _classification_lines,
+        plots.classification_plots,
     ),
     ResultReport(
-        "syntheses", "syntheses", _synthesis_sections, _synthesis_summary, _synthesis_lines
+        "syntheses",
+        "syntheses",
+        _synthesis_sections,
+        _synthesis_summary,
+        _synthesis_lines,
+        plots.synthesis_plots,
     ),
 )

@@ -51,3 +51,31 @@ def test_each_entry_gives_its_own_summary_line_and_markdown():
         "## Synthesis `tts` (m)\n",
         "- items: 2, audio: 0.500 h, runaway: 0, empty: 1",
     ]
+
+
+def test_each_tables_plots_reach_the_page(tmp_path):
+    from pipeline.reports.html import render_html
+
+    (tmp_path / "out").mkdir()
+    report = build_report(ReportRequest(str(tmp_path / "out")))
+    del report["empty"]  # the page then shows the sections below
+    hist = {"edges": [0.0, 0.5, 1.0], "counts": [1, 2]}
+    report["classifications"] = {
+        "tags": {"items": 3, "audio_s": 6.0, "labels": [], "score_hist": hist}
+    }
+    report["syntheses"] = {
+        "tts": {
+            "items": 2,
+            "audio_hours": 0.1,
+            "runaway": 0,
+            "empty": 0,
+            "model": ["m"],
+            "roundtrip": {"task": None},
+            "signal": {},
+            "worst": [],
+            "chars_per_s_hist": hist,
+        }
+    }
+    page = render_html(report)
+    assert "Top-1 score" in page and "Speaking rate" in page
+    assert page.count("<svg") == 2
