@@ -10,20 +10,19 @@ hold the Arrow types of the same columns; `tests/test_contract.py` checks that e
 class's `reads()`/`adds()`/`drops()` say exactly what its entry here says.
 
 Adding a model kind that writes an existing table: its spec class (`spec.py`), its entry
-in `MODEL_STAGES`, its `ModelStage` subclass, its loader.
+in `MODEL_STAGES`, its `ModelStage` subclass, its loader. The entry also says the kind's
+role, which the spec's checks read (`scored`: an ASR kind a round trip may name;
+`needs_input_audio`), so no other module lists kinds.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from pipeline import column_names as C
 from pipeline.errors import SpecError
-
-if TYPE_CHECKING:
-    from pipeline.spec import TaskSpec
 
 
 @dataclass(frozen=True)
@@ -55,7 +54,11 @@ class Columns:
 @dataclass(frozen=True)
 class StageKind:
     """A task kind: where its stage class lives, which table it writes, whether it is
-    scored, the `{task}__{field}` fields it adds, and what it reads (and adds unprefixed)."""
+    scored, the `{task}__{field}` fields it adds, and what it reads (and adds unprefixed).
+
+    `scored` kinds transcribe: scoring reads their text, and a synthesis task's
+    `roundtrip_task` may name one (`spec.JobSpec`). `needs_input_audio` kinds are refused
+    in a texts job: they run on the input's audio, not on synthesized audio."""
 
     module: str
     cls: str
@@ -64,6 +67,7 @@ class StageKind:
     fields: tuple[str, ...]
     reads: tuple[str, ...] = (C.AUDIO, C.SAMPLE_RATE)
     adds_shared: tuple[str, ...] = ()  # unprefixed columns, for the stages downstream
+    needs_input_audio: bool = False
 
 
 AUDIO_COLUMNS = (C.AUDIO, C.SAMPLE_RATE, C.DURATION_S)  # what decode adds
@@ -112,6 +116,7 @@ MODEL_STAGES: dict[str, StageKind] = {
         "classifications",
         scored=False,
         fields=_CLASSIFICATION,
+        needs_input_audio=True,
     ),
     "frames": StageKind(
         "pipeline.stages.frames",
@@ -119,6 +124,7 @@ MODEL_STAGES: dict[str, StageKind] = {
         "classifications",
         scored=False,
         fields=_CLASSIFICATION,
+        needs_input_audio=True,
     ),
     "synthesize": StageKind(
         "pipeline.stages.synthesize",
@@ -201,7 +207,18 @@ def model_columns(kind: str, task: str) -> Columns:
     return Columns(reads=k.reads, adds=(*k.adds_shared, *task_fields(kind, task)))
 
 
-def model_resources(task: TaskSpec) -> Resources:
+class TaskResources(Protocol):
+    """The fields of a task spec (`spec._TaskBase`) its resources come from; a protocol, so
+    this module needs no import of the spec, which imports it."""
+
+    num_cpus: float
+    num_gpus: float
+    device: str
+    actors: int
+    model_fields_set: set[str]
+
+
+def model_resources(task: TaskResources) -> Resources:
     """A task's actor pool, as its spec sets it: `actors` copies of `num_cpus` CPUs and
     `num_gpus` GPUs each (none for a task pinned to the CPU)."""
     return Resources(

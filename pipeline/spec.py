@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from pipeline.contract import MODEL_STAGES
 from pipeline.errors import SpecError
 
 _TASK_NAME = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
@@ -619,14 +620,16 @@ class JobSpec(_Model):
                 "input.format: texts goes with one `kind: synthesize` task (texts in, audio out), "
                 "and a synthesize task needs input.format: texts"
             )
-        asr = {t.task_name for t in self.tasks if t.kind in ("ctc", "whisper")}
+        asr_kinds = [k for k, kind in MODEL_STAGES.items() if kind.scored]
+        asr = {t.task_name for t in self.tasks if t.kind in asr_kinds}
         for t in self.tasks:
             if t.kind == "synthesize" and t.roundtrip_task and t.roundtrip_task not in asr:
                 raise ValueError(
-                    f"task {t.task_name}: roundtrip_task {t.roundtrip_task!r} must name a ctc or "
-                    f"whisper task of this job (have: {', '.join(sorted(asr)) or 'none'})"
+                    f"task {t.task_name}: roundtrip_task {t.roundtrip_task!r} must name a "
+                    f"{' or '.join(asr_kinds)} task of this job "
+                    f"(have: {', '.join(sorted(asr)) or 'none'})"
                 )
-            if t.kind in ("classify", "frames") and self.input.format == "texts":
+            if MODEL_STAGES[t.kind].needs_input_audio and self.input.format == "texts":
                 raise ValueError(f"task {t.task_name}: a {t.kind} task needs audio input")
         rates = sorted({t.sample_rate for t in self.tasks})
         if len(rates) > 1:

@@ -156,3 +156,36 @@ def test_report_group_by_names_metadata_columns_only():
     assert ReportSpec(group_by=["speaker", "split"]).group_by == ["speaker", "split"]
     with pytest.raises(ValueError, match="group_by"):
         ReportSpec(group_by=["speaker'); DROP"])
+
+
+def test_task_kinds_are_the_contracts_and_their_roles_come_from_it():
+    from typing import get_args
+
+    from pipeline.contract import MODEL_STAGES
+    from pipeline.spec import TaskSpec
+
+    union = get_args(TaskSpec)[0]
+    assert sorted(c.model_fields["kind"].default for c in get_args(union)) == sorted(MODEL_STAGES)
+    texts = {"name": "x", "output": {"uri": "/o"}, "input": {"uri": "/t", "format": "texts"}}
+    synth = {"kind": "synthesize", "model": "t", "roundtrip_task": "tags"}
+    with pytest.raises(
+        SpecError, match=r"'tags' must name a ctc or whisper task of this job \(have: none\)"
+    ):
+        parse_spec({**texts, "tasks": [synth, {"kind": "classify", "model": "c", "name": "tags"}]})
+    with pytest.raises(SpecError, match="a frames task needs audio input"):
+        parse_spec(
+            {
+                **texts,
+                "tasks": [{**synth, "roundtrip_task": None}, {"kind": "frames", "model": "f"}],
+            }
+        )
+    spec = parse_spec(
+        {
+            **texts,
+            "tasks": [
+                {**synth, "roundtrip_task": "asr"},
+                {"kind": "whisper", "model": "w", "name": "asr"},
+            ],
+        }
+    )
+    assert spec.tasks[0].roundtrip_task == "asr"
