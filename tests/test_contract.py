@@ -56,6 +56,13 @@ def test_every_stage_reads_adds_and_drops_what_its_contract_says(tmp_path, make,
     assert {p.factory.cls for p in plans} == classes | {"ScoreStage"}
 
 
+def test_the_stage_check_covers_every_kind():
+    """A new kind in MODEL_STAGES must join TASKS (or the texts job), so its stage class
+    is checked against its contract entry above."""
+    assert {t["kind"] for t in TASKS} | {"synthesize"} == set(MODEL_STAGES)
+    assert {MODEL_STAGES[k].cls for k in MODEL_STAGES} <= AUDIO_STAGES | TEXT_STAGES
+
+
 def test_the_contract_names_the_read_steps_and_scorings_columns():
     assert tuple(ITEM_SCHEMA.names) == contract.ITEM_COLUMNS
     assert tuple(TEXT_ITEM_SCHEMA.names) == contract.TEXT_ITEM_COLUMNS
