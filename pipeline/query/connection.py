@@ -91,11 +91,17 @@ def _trusting_only_hits(cls: type) -> type:
     return _READER_CLASSES[cls]
 
 
-def tables_present(fs, path: str, output: str) -> list[str]:
-    """The tables under `path` that hold at least one Parquet file; an error if none does."""
+def tables_present(fs, path: str, output: str) -> dict[str, set[str]]:
+    """The tables under `path` that hold at least one Parquet file, each with the partition
+    values (`task=<v>` folders) its files lie under: one listing per table. An error if no
+    table has a file."""
     if not fs.exists(path):
         raise QueryError(f"{output}: no such output folder")
-    present = [t for t in TABLES if _has_parquet(fs, posixpath.join(path, t))]
+    present = {}
+    for table in TABLES:
+        files = _parquet_files(fs, posixpath.join(path, table))
+        if files:
+            present[table] = {_partition(posixpath.join(path, table), f) for f in files}
     if not present:
         names = ", ".join(f"{t}/" for t in TABLES)
         raise QueryError(
@@ -105,31 +111,29 @@ def tables_present(fs, path: str, output: str) -> list[str]:
     return present
 
 
-def older_tables(fs, path: str, present: list[str]) -> list[str]:
+def older_tables(fs, path: str, present: dict[str, set[str]]) -> list[str]:
     """The result tables with a task whose record (`_tasks/`, io/task_identity.py) holds no
     model revision: its files may predate the `model_revision` column. A task recorded
     with one was written by a version that writes the column in every file."""
     from pipeline.io.task_identity import recorded_revisions
 
     revisions = recorded_revisions(fs, path)
-    older = []
-    for table in (t for t in present if "model_revision" in TABLES[t][0].names):
-        tasks = _partitions(fs, posixpath.join(path, table))
-        if any(revisions.get(task) is None for task in tasks):
-            older.append(table)
-    return older
+    return [
+        table
+        for table, partitions in present.items()
+        if "model_revision" in TABLES[table][0].names
+        and any(revisions.get(p.removeprefix("task=")) is None for p in partitions if p)
+    ]
 
 
-def _partitions(fs, folder: str) -> set[str]:
+def _partition(folder: str, file: str) -> str:
+    """The `name=value` folder directly under the table's `folder` holding `file`, or ""."""
+    first = file.strip("/").removeprefix(folder.strip("/")).strip("/").split("/", 1)[0]
+    return first if "=" in first else ""
+
+
+def _parquet_files(fs, folder: str) -> list[str]:
     try:
-        names = fs.ls(folder, detail=False)
+        return [p for p in fs.find(folder) if p.endswith(".parquet")]
     except FileNotFoundError:
-        return set()
-    return {n.rsplit("/", 1)[-1].removeprefix("task=") for n in names if "task=" in n}
-
-
-def _has_parquet(fs, folder: str) -> bool:
-    try:
-        return any(p.endswith(".parquet") for p in fs.find(folder))
-    except FileNotFoundError:
-        return False
+        return []
