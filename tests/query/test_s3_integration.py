@@ -75,3 +75,35 @@ def test_cli_with_an_endpoint(s3_output, capsys):
         ]
     )
     assert code == 0 and capsys.readouterr().out.splitlines() == ['"item_id"', '"a"', '"b"']
+
+
+def test_reader_filesystem_answers_from_its_listing_within_the_ttl(s3_bucket, monkeypatch):
+    """DuckDB asks a file's details ~8 times per query and globs each view's files at every
+    bind: the reader answers both from its own listing (no request) until `LISTING_TTL_S`."""
+    import time
+
+    import pipeline.query.connection as connection
+    from pipeline.io.storage import filesystem
+
+    endpoint, bucket = s3_bucket
+    storage = StorageOptions(endpoint_url=endpoint)
+    writer, _ = arrow_filesystem(f"s3://{bucket}/ttl", storage)
+    folder = f"{bucket}/ttl/task=x"
+    for name in ("a", "b"):
+        pq.write_table(pa.table({"x": [1]}), f"{folder}/{name}.parquet", filesystem=writer)
+    monkeypatch.setattr(connection, "LISTING_TTL_S", 5)
+    reader = connection.reader_filesystem(filesystem(f"s3://{bucket}/ttl", storage)[0])
+    pattern = f"s3://{bucket}/ttl/**/*.parquet"  # as the views glob a table
+    first = reader.glob(pattern)
+    listed_at = time.monotonic()
+    size = reader.size(first[0])
+    writer.delete_file(f"{folder}/a.parquet")
+    pq.write_table(pa.table({"x": [1]}), f"{folder}/c.parquet", filesystem=writer)
+    # Within the TTL: the listing answers, though the store has changed.
+    assert reader.glob(pattern) == first == [f"{folder}/a.parquet", f"{folder}/b.parquet"]
+    assert reader.info(first[0])["size"] == size and reader.modified(first[0])
+    assert time.monotonic() - listed_at < 5  # else the asserts above proved nothing
+    # A file the listing lacks is asked of the store, not reported missing.
+    assert reader.info(f"{folder}/c.parquet")["type"] == "file"
+    time.sleep(max(0.0, 5.1 - (time.monotonic() - listed_at)))
+    assert reader.glob(pattern) == [f"{folder}/b.parquet", f"{folder}/c.parquet"]
