@@ -12,6 +12,10 @@ The samples decode to exactly what decoding the span of the whole file gives: 16
 WAV stays 16-bit WAV, 16/24-bit FLAC stays FLAC, anything else (Ogg, MP3, float or
 32-bit WAV) is written as float32 WAV, the type decode reads in.
 
+On object storage, the segments of a long WAV (over 8 MiB) that a unit holds are read
+with one ranged GET covering them, after one for the header (`pipeline/io/wav_window.py`),
+and cut from that with its frame offset.
+
 A span is not cut, and the item keeps the whole file and its span as before (decode
 then says what is wrong, with the same codes), when soundfile cannot open or seek the
 file (m4a, webm: PyAV's), when the span does not lie wholly inside the file's frames
@@ -44,14 +48,20 @@ _CUT_AS = {
 _FLOAT = ("float32", "WAV", "FLOAT")
 
 
-def cut_span(data: bytes, start: float, end: float | None, max_bytes: int) -> bytes | None:
+def cut_span(
+    data: bytes, start: float, end: float | None, max_bytes: int, offset: int = 0
+) -> bytes | None:
     """A WAV or FLAC of exactly the frames `start` .. `end` (seconds; None: to the end) of
-    `data`, every channel; None when it cannot be cut exactly (see the module docstring)."""
+    `data`, every channel; None when it cannot be cut exactly (see the module docstring).
+
+    `offset`: `data` holds the file's frames from that one on (a `wav_window.Window`)."""
     try:
         with sf.SoundFile(io.BytesIO(data)) as f:
             dtype, container, subtype = _CUT_AS.get((f.format, f.subtype), _FLOAT)
             first, last = Span(start, end).frames(f.samplerate)
-            last = f.frames if last is None else last
+            first, last = first - offset, f.frames if last is None else last - offset
+            if first < 0:
+                return None
             n = last - first
             size = n * f.channels * (2 if dtype == "int16" else 4)
             if n <= 0 or last > f.frames or size > max_bytes:
@@ -94,10 +104,12 @@ class SharedReads:
     def read(self, entry: FileEntry) -> Fetched:
         got = self._held.get(entry.uri)
         if got is None:
-            got = self._fetch(entry)
-        self._left[entry.uri] -= 1
-        if self._left[entry.uri] > 0:
-            self._held[entry.uri] = got
-        else:
-            self._held.pop(entry.uri, None)
+            got = self._held[entry.uri] = self._fetch(entry)
+        self.done(entry)
         return got
+
+    def done(self, entry: FileEntry) -> None:
+        """`entry` needs the file no more (read, or served by a window)."""
+        self._left[entry.uri] -= 1
+        if self._left[entry.uri] <= 0:
+            self._held.pop(entry.uri, None)

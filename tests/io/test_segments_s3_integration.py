@@ -59,3 +59,38 @@ def test_nemo_segments_of_one_file_fetch_it_once_per_unit(s3_bucket):
     assert [r["error_code"] for r in got] == [None] * len(lines)
     print(f"GETs of long.wav for {len(lines)} segments in 2 units: {len(gets)}")
     assert len(gets) == len(plan.units)
+
+
+def test_segments_of_a_long_wav_come_from_one_ranged_read_and_decode_the_same(s3_bucket):
+    import s3fs
+
+    from pipeline.io.audio import Span, decode_audio
+    from pipeline.spec import DecodeSpec
+
+    endpoint, bucket = s3_bucket
+    fs = s3fs.S3FileSystem(client_kwargs={"endpoint_url": endpoint})
+    wav = _long_wav(300)  # 9.2 MiB: over wav_window.WINDOW_MIN_BYTES
+    fs.pipe(f"{bucket}/corpus/long.wav", wav)
+    spans = [(100.0 + 2.5 * i, 101.7 + 2.5 * i) for i in range(6)] + [(299.5, 300.5)]
+    lines = [{"audio_filepath": "long.wav", "offset": s, "duration": e - s} for s, e in spans]
+    fs.pipe(
+        f"{bucket}/corpus/manifest.jsonl", "".join(json.dumps(x) + "\n" for x in lines).encode()
+    )
+    with FaultProxy(endpoint) as proxy:
+        spec = InputSpec(
+            uri=f"s3://{bucket}/corpus",
+            manifest=f"s3://{bucket}/corpus/manifest.jsonl",
+            storage={"endpoint_url": proxy.url},
+        )
+        (unit,) = plan_input(spec, items_per_unit=8).units
+        proxy.faults.requests.clear()
+        got = [r for t in read_unit(unit, spec, MAX, 4) for r in t.to_pylist()]
+        gets = [r for r in proxy.faults.requests if re.match(rf"GET /{bucket}/corpus/long.wav", r)]
+    # Header + window, and the last span (past the end) fell back to the whole file.
+    assert len(gets) == 3
+    assert [r["span_cut"] for r in got] == [True] * 6 + [False]
+    assert all(r["input_bytes"] < 2 * RATE * 2 + 100 for r in got[:6])
+    for row, (s, e) in zip(got[:6], spans, strict=False):
+        cut = decode_audio(row["audio_bytes"], target_rate=RATE, limits=DecodeSpec()).samples
+        whole = decode_audio(wav, target_rate=RATE, limits=DecodeSpec(), span=Span(s, e)).samples
+        np.testing.assert_array_equal(cut, whole)

@@ -26,6 +26,7 @@ from pipeline.io.manifest import read_manifest
 from pipeline.io.paths import check_path, normalise, read_local
 from pipeline.io.segments import SharedReads, cut_span
 from pipeline.io.storage import (
+    bounded,
     filesystem,
     full_uri,
     full_uris,
@@ -44,6 +45,7 @@ from pipeline.io.units import (
     skip_done,
     span_member,
 )
+from pipeline.io.wav_window import read_window, windowed_uris
 from pipeline.spec import InputSpec
 
 
@@ -91,12 +93,20 @@ def read_rows(unit: WorkUnit, spec: InputSpec, max_bytes: int, batch: int) -> It
         return _fetch(fs, e.uri, e.size, max_bytes, spec.storage.timeout_s)
 
     shared = SharedReads(unit.files, fetch)
+    windows = {} if local else _windows(fs, unit.files, spec.storage.timeout_s)
     for e in unit.files:
+        window, cut = windows.get(e.uri), None
+        if window is not None:
+            cut = cut_span(window.data, e.start, e.end, max_bytes, window.first)
         if e.error is not None:  # refused while listing: never read
             data, error = None, e.error
+        elif cut is not None:  # served from the unit's ranged read of the file
+            data, error = cut, None
+            shared.done(e)
         else:
             data, error = shared.read(e)
-        cut = None if data is None or e.start is None else cut_span(data, e.start, e.end, max_bytes)
+        if cut is None and data is not None and e.start is not None:
+            cut = cut_span(data, e.start, e.end, max_bytes)
         yield audio_row(
             e.uri,
             e.member,
@@ -295,6 +305,32 @@ def _fetch(
         return None, RowError(
             ErrorCode.READ_FAILED, f"could not read {uri}: {type(exc).__name__}: {exc}"
         )
+
+
+def _windows(fs, entries, timeout_s: float) -> dict:
+    """uri -> one ranged read covering the unit's segments of each long WAV it names
+    (`pipeline/io/wav_window.py`); a file that is no such WAV, or whose ranged reads
+    fail, is left to the whole-file read (whose errors are the known ones)."""
+    out = {}
+    for uri in windowed_uris(entries):
+        spans = [(e.start, e.end) for e in entries if e.uri == uri and e.error is None]
+        size = next(e.size for e in entries if e.uri == uri)
+        path = fs._strip_protocol(uri)
+
+        def read_range(start: int, end: int, path=path) -> bytes:
+            # By keyword: s3fs's cat_file takes version_id second.
+            read = lambda: fs.cat_file(path, start=start, end=end)  # noqa: E731
+            return bounded(read, timeout_s, f"reading {path}")
+
+        try:
+            window = read_window(read_range, size, spans)
+        except Exception as exc:
+            if not is_storage_failure(exc):
+                raise
+            window = None
+        if window is not None:
+            out[uri] = window
+    return out
 
 
 def _shard_of(base: str, path: str) -> str:
