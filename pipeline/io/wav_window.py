@@ -10,7 +10,8 @@ with that offset, to exactly the frames it would cut from the whole file.
 Only files larger than `WINDOW_MIN_BYTES` are read so (below it, one whole GET is
 cheaper than two), only when every entry of the unit naming the file is a segment with
 an end, and only for plain RIFF/WAVE files whose header fits in `HEADER_BYTES` and
-states its data size. Anything else, and any segment the window cannot cut (past the
+states its data size, and only while the window is within `decode.max_file_mb`.
+Anything else, and any segment the window cannot cut (past the
 end of a file cut short), goes the whole-file way, whose errors are the known ones.
 """
 
@@ -55,10 +56,14 @@ def windowed_uris(entries: Sequence[FileEntry], min_bytes: int = WINDOW_MIN_BYTE
 
 
 def read_window(
-    read_range: Callable[[int, int], bytes], size: int, spans: Sequence[tuple[float, float]]
+    read_range: Callable[[int, int], bytes],
+    size: int,
+    spans: Sequence[tuple[float, float]],
+    max_bytes: int,
 ) -> Window | None:
     """The bytes of `spans` (start, end seconds) of a WAV of `size` bytes, read with
-    `read_range(start, end)`; None when the file is not one this applies to."""
+    `read_range(start, end)`; None when the file is not one this applies to, or when the
+    window would be over `max_bytes` (decode.max_file_mb: the whole-file read refuses it)."""
     head = read_range(0, min(size, HEADER_BYTES))
     layout = _layout(head)
     if layout is None:
@@ -67,7 +72,7 @@ def read_window(
     first, last = min(f for f, _ in frames), max(last for _, last in frames if last is not None)
     start = layout.data_at + first * layout.block_align
     end = min(layout.data_at + last * layout.block_align, layout.data_at + layout.data_size, size)
-    if start >= end:
+    if start >= end or end - start > max_bytes:
         return None
     body = read_range(start, end)
     header = bytearray(head[: layout.data_at])

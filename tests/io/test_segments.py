@@ -96,3 +96,22 @@ def test_segment_rows_carry_their_span_and_decode_like_the_whole_file(tmp_path):
     np.testing.assert_array_equal(decoded[0], np.full(RATE, 0.1, np.float32))
     np.testing.assert_array_equal(decoded[1][: RATE // 2], np.full(RATE // 2, 0.2, np.float32))
     assert out.column("error_code").to_pylist() == [None, None, "truncated", None]
+
+
+def test_a_window_over_max_file_mb_is_not_read():
+    from pipeline.io.wav_window import read_window
+
+    wav = _file("WAV", "PCM_16")  # 3 s stereo: 4 bytes a frame
+    reads = []
+
+    def read_range(start: int, end: int) -> bytes:
+        reads.append((start, end))
+        return wav[start:end]
+
+    window = read_window(read_range, len(wav), [(0.5, 1.0), (2.0, 2.5)], MAX)
+    assert window is not None and len(reads) == 2
+    cut = cut_span(window.data, 2.0, 2.5, MAX, window.first)
+    assert cut == cut_span(wav, 2.0, 2.5, MAX)
+    reads.clear()
+    assert read_window(read_range, len(wav), [(0.5, 1.0), (2.0, 2.5)], RATE * 6) is None
+    assert len(reads) == 1  # the header only: the 2 s window is over the limit

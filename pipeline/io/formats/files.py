@@ -93,7 +93,7 @@ def read_rows(unit: WorkUnit, spec: InputSpec, max_bytes: int, batch: int) -> It
         return _fetch(fs, e.uri, e.size, max_bytes, spec.storage.timeout_s)
 
     shared = SharedReads(unit.files, fetch)
-    windows = {} if local else _windows(fs, unit.files, spec.storage.timeout_s)
+    windows = {} if local else _windows(fs, unit.files, spec.storage.timeout_s, max_bytes)
     for e in unit.files:
         window, cut = windows.get(e.uri), None
         if window is not None:
@@ -307,7 +307,7 @@ def _fetch(
         )
 
 
-def _windows(fs, entries, timeout_s: float) -> dict:
+def _windows(fs, entries, timeout_s: float, max_bytes: int) -> dict:
     """uri -> one ranged read covering the unit's segments of each long WAV it names
     (`pipeline/io/wav_window.py`); a file that is no such WAV, or whose ranged reads
     fail, is left to the whole-file read (whose errors are the known ones)."""
@@ -323,7 +323,7 @@ def _windows(fs, entries, timeout_s: float) -> dict:
             return bounded(read, timeout_s, f"reading {path}")
 
         try:
-            window = read_window(read_range, size, spans)
+            window = read_window(read_range, size, spans, max_bytes)
         except Exception as exc:
             if not is_storage_failure(exc):
                 raise
