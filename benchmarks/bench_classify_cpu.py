@@ -79,7 +79,8 @@ def timed(fn):
 def measure(path: str, audio: list[np.ndarray], rounds: int) -> dict:
     from transformers import pipeline
 
-    from pipeline.spec import ClassifyTaskSpec, StorageOptions
+    from pipeline.kinds.classify import ClassifyTaskSpec
+    from pipeline.spec import StorageOptions
     from pipeline.stages.classify import ClassifyStage
 
     reference = pipeline("audio-classification", model=path, device="cpu")

@@ -178,7 +178,8 @@ def main(argv: list[str] | None = None) -> None:
     import warnings
 
     warnings.filterwarnings("ignore", message="At least one mel filter has all zero values")
-    from pipeline.spec import ClassifyTaskSpec, StorageOptions
+    from pipeline.kinds.classify import ClassifyTaskSpec
+    from pipeline.spec import StorageOptions
     from pipeline.stages.classify import ClassifyStage
 
     small = args.tiny or args.device == "cpu"

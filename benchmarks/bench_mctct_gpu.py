@@ -97,8 +97,9 @@ def main(argv: list[str] | None = None) -> None:
             "Run it on a GPU machine, or smoke-test it here with --device cpu --tiny."
         )
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    from pipeline.kinds.ctc import CtcTaskSpec
     from pipeline.models.ctc_model import greedy_frames
-    from pipeline.spec import CtcTaskSpec, StorageOptions
+    from pipeline.spec import StorageOptions
     from pipeline.stages.batching import micro_batches
     from pipeline.stages.ctc import CtcStage
     from pipeline.testing.tiny_mctct import CHARS, build_mctct

@@ -58,8 +58,9 @@ def main() -> None:
     import psutil
     import torch
 
+    from pipeline.kinds.synthesize import SynthesizeTaskSpec
     from pipeline.models.speecht5 import load_speecht5
-    from pipeline.spec import StorageOptions, SynthesizeTaskSpec
+    from pipeline.spec import StorageOptions
     from pipeline.testing.tiny_speecht5 import build_tiny_speecht5
 
     torch.set_num_threads(args.threads)

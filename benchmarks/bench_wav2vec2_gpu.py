@@ -185,7 +185,8 @@ def raw_ceiling(model_dir: str, task: str, batch: int, seconds: float, device: s
 def frames_stage(model_dir: str, audio: list[np.ndarray], device: str, rows: int) -> float:
     from bench_classify_gpu import arrow_batches
 
-    from pipeline.spec import FramesTaskSpec, StorageOptions
+    from pipeline.kinds.frames import FramesTaskSpec
+    from pipeline.spec import StorageOptions
     from pipeline.stages.frames import FramesStage
 
     stage = FramesStage(FramesTaskSpec(model=model_dir, device=device), StorageOptions())

@@ -74,7 +74,8 @@ def run_pipeline(model_dir: str, audio: list[np.ndarray]) -> tuple[float, list[s
 
 
 def run_stage(model_dir: str, audio: list[np.ndarray], threads: int, **spec) -> tuple[float, list]:
-    from pipeline.spec import StorageOptions, WhisperTaskSpec
+    from pipeline.kinds.whisper import WhisperTaskSpec
+    from pipeline.spec import StorageOptions
     from pipeline.stages.whisper import WhisperStage
 
     task = WhisperTaskSpec(model=model_dir, device="cpu", cpu_threads=threads, **spec)

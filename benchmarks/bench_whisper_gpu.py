@@ -98,7 +98,8 @@ def clips(n: int, distinct: int, seconds: float) -> list[np.ndarray]:
 
 
 def run_stage(model_dir: str, audio: list[np.ndarray], tokens: int, device: str) -> float:
-    from pipeline.spec import StorageOptions, WhisperTaskSpec
+    from pipeline.kinds.whisper import WhisperTaskSpec
+    from pipeline.spec import StorageOptions
     from pipeline.stages.whisper import WhisperStage
 
     spec = WhisperTaskSpec(

@@ -9,20 +9,21 @@ checks the columns, and `validate` prints the checked plan instantly. The stage 
 hold the Arrow types of the same columns; `tests/test_contract.py` checks that every
 class's `reads()`/`adds()`/`drops()` say exactly what its entry here says.
 
-Adding a model kind that writes an existing table: its spec class (`spec.py`), its entry
-in `MODEL_STAGES`, its `ModelStage` subclass, its loader. The entry also says the kind's
-role, which the spec's checks read (`scored`: an ASR kind a round trip may name;
-`needs_input_audio`), so no other module lists kinds.
+`MODEL_STAGES` is every model kind's entry, declared with the kind (`pipeline/kinds/`): a
+new kind writing an existing table is its module there and its stage class, nothing here.
+The entry also says the kind's role, which the spec's checks read (`scored`: an ASR kind a
+round trip may name; `needs_input_audio`; `reads_texts`), so no other module lists kinds.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
 
 from pipeline import column_names as C
 from pipeline.errors import SpecError
+from pipeline.kinds import MODEL_STAGES
+from pipeline.kinds.base import AUDIO_COLUMNS, TaskBase
 
 
 @dataclass(frozen=True)
@@ -50,99 +51,6 @@ class Columns:
     adds: tuple[str, ...] = ()
     drops: tuple[str, ...] = ()
 
-
-@dataclass(frozen=True)
-class StageKind:
-    """A task kind: where its stage class lives, which table it writes, whether it is
-    scored, the `{task}__{field}` fields it adds, and what it reads (and adds unprefixed).
-
-    `scored` kinds transcribe: scoring reads their text, and a synthesis task's
-    `roundtrip_task` may name one (`spec.JobSpec`). `needs_input_audio` kinds are refused
-    in a texts job: they run on the input's audio, not on synthesized audio."""
-
-    module: str
-    cls: str
-    table: str
-    scored: bool
-    fields: tuple[str, ...]
-    reads: tuple[str, ...] = (C.AUDIO, C.SAMPLE_RATE)
-    adds_shared: tuple[str, ...] = ()  # unprefixed columns, for the stages downstream
-    needs_input_audio: bool = False
-
-
-AUDIO_COLUMNS = (C.AUDIO, C.SAMPLE_RATE, C.DURATION_S)  # what decode adds
-# The signal measures synthesis adds per item (metrics/signal.py), which its report summarises.
-SIGNAL_FIELDS = (
-    "chars_per_s",
-    "leading_silence_s",
-    "trailing_silence_s",
-    "silence_share",
-    "clipping_share",
-    "rms_dbfs",
-)
-_TRANSCRIPT = ("text",)
-_CLASSIFICATION = ("labels", "windows", "segments", "model")
-
-MODEL_STAGES: dict[str, StageKind] = {
-    "ctc": StageKind(
-        "pipeline.stages.ctc",
-        "CtcStage",
-        "transcripts",
-        scored=True,
-        fields=(*_TRANSCRIPT, "words", "confidence", "model"),
-    ),
-    "whisper": StageKind(
-        "pipeline.stages.whisper",
-        "WhisperStage",
-        "transcripts",
-        scored=True,
-        fields=(
-            *_TRANSCRIPT,
-            "language",
-            "language_prob",
-            "segments",
-            "words",
-            "avg_logprob",
-            "no_speech_prob",
-            "compression_ratio",
-            "flags",
-            "confidence",
-            "model",
-        ),
-    ),
-    "classify": StageKind(
-        "pipeline.stages.classify",
-        "ClassifyStage",
-        "classifications",
-        scored=False,
-        fields=_CLASSIFICATION,
-        needs_input_audio=True,
-    ),
-    "frames": StageKind(
-        "pipeline.stages.frames",
-        "FramesStage",
-        "classifications",
-        scored=False,
-        fields=_CLASSIFICATION,
-        needs_input_audio=True,
-    ),
-    "synthesize": StageKind(
-        "pipeline.stages.synthesize",
-        "SynthesizeStage",
-        "syntheses",
-        scored=False,
-        fields=(
-            "normalized_text",
-            "n_frames",
-            "runaway",
-            "empty",
-            "model",
-            *SIGNAL_FIELDS,
-        ),
-        reads=(C.TEXT_ID, C.TEXT, C.SPEAKER, C.SPEAKER_EMBEDDING),
-        adds_shared=AUDIO_COLUMNS,  # the ASR tasks downstream transcribe what it spoke
-    ),
-}
 
 # The per-task fields scoring adds (the names of `schemas.SCORE_COUNTS`).
 SCORE_FIELDS = (
@@ -207,18 +115,7 @@ def model_columns(kind: str, task: str) -> Columns:
     return Columns(reads=k.reads, adds=(*k.adds_shared, *task_fields(kind, task)))
 
 
-class TaskResources(Protocol):
-    """The fields of a task spec (`spec._TaskBase`) its resources come from; a protocol, so
-    this module needs no import of the spec, which imports it."""
-
-    num_cpus: float
-    num_gpus: float
-    device: str
-    actors: int
-    model_fields_set: set[str]
-
-
-def model_resources(task: TaskResources) -> Resources:
+def model_resources(task: TaskBase) -> Resources:
     """A task's actor pool, as its spec sets it: `actors` copies of `num_cpus` CPUs and
     `num_gpus` GPUs each (none for a task pinned to the CPU)."""
     return Resources(

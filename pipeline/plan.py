@@ -105,7 +105,7 @@ def stage_plans(spec: JobSpec) -> list[StagePlan]:
     when a stage reads a column that neither the input nor an earlier stage makes.
     """
     rate = spec.tasks[0].sample_rate
-    synth = next((t for t in spec.tasks if t.kind == "synthesize"), None)
+    synth = next((t for t in spec.tasks if MODEL_STAGES[t.kind].reads_texts), None)
     stages = _synthesis_stages(spec, synth) if synth else [_decode_stage(spec, rate)]
     scored = []
     for task in spec.tasks:

@@ -2,47 +2,27 @@
 
 Nothing here imports torch, ray or transformers, so `audiobatch validate` is
 instant. Every field is documented where it is declared; `schemas/job_spec.schema.json`
-is generated from these models (`audiobatch schema`) and checked in tests.
+is generated from these models (`audiobatch schema`) and checked in tests. Each task
+kind's spec lives with its kind (`pipeline/kinds/<kind>.py`); `TaskSpec` is their union.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import operator
 import re
+from functools import reduce
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
-from pipeline.contract import MODEL_STAGES
 from pipeline.errors import SpecError
-
-_TASK_NAME = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class StorageOptions(_Model):
-    """Filesystem options for object storage. Credentials are never taken here:
-    they come from the usual AWS/GCP chain (environment, profile, instance role)."""
-
-    endpoint_url: str | None = Field(
-        None, description="S3-compatible endpoint, e.g. http://127.0.0.1:9000"
-    )
-    region: str | None = Field(None, description="Object-storage region")
-    anon: bool = Field(False, description="Anonymous (unsigned) access, for public buckets")
-    timeout_s: float = Field(
-        120.0,
-        gt=0,
-        le=3600,
-        description="Most seconds one object may take, connects, reads and retries together: an "
-        "input file past it becomes a read_failed row, an output write past it fails the run. "
-        "The first contact with the storage is bounded by the smaller of this and 30 s",
-    )
+from pipeline.kinds import MODEL_STAGES
+from pipeline.spec_base import SpecModel as _Model
+from pipeline.spec_base import StorageOptions
 
 
 class WebDatasetOptions(_Model):
@@ -152,338 +132,9 @@ class DecodeSpec(_Model):
     )
 
 
-class _TaskBase(_Model):
-    name: str | None = Field(
-        None,
-        description="Task name (lowercase, a-z0-9_); defaults to the kind. Names the output partition",
-    )
-    model: str = Field(
-        description="Hugging Face hub id, local folder, or object-storage prefix holding the checkpoint"
-    )
-    revision: str | None = Field(
-        None, description="Hub revision (branch, tag or commit) when `model` is a hub id"
-    )
-    trust_remote_code: bool = Field(
-        False, description="Allow code shipped with the checkpoint to run"
-    )
-    device: Literal["auto", "cpu", "cuda"] = Field(
-        "auto", description="auto: cuda when a GPU is visible to the actor"
-    )
-    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
-        "auto", description="auto: float32 on CPU, bfloat16 on GPU"
-    )
-    num_gpus: float = Field(
-        1.0, ge=0, le=8, description="GPUs per actor when GPUs exist (a fraction shares one)"
-    )
-    num_cpus: float = Field(1.0, gt=0, description="CPUs per actor")
-    cpu_threads: int | None = Field(
-        None,
-        ge=1,
-        description="torch threads of an actor running on CPU; default: its num_cpus. More than "
-        "num_cpus lets the model use cores that light decode tasks leave idle",
-    )
-    actors: int = Field(1, ge=1, description="Actor pool size (model copies)")
-    batch_size: int = Field(64, ge=1, description="Rows handed to one actor call")
-    sample_rate: int = Field(
-        16000, ge=8000, le=48000, description="Rate the model expects; audio is resampled to it"
-    )
-    storage: StorageOptions | None = Field(
-        None, description="Storage options for an object-storage `model`; defaults to input.storage"
-    )
-
-    @field_validator("name")
-    @classmethod
-    def _check_name(cls, v: str | None) -> str | None:
-        if v is not None and not _TASK_NAME.match(v):
-            raise ValueError(
-                "must be lowercase letters, digits and '_', starting with a letter (max 40)"
-            )
-        return v
-
-    @property
-    def task_name(self) -> str:
-        return self.name or self.kind  # type: ignore[attr-defined]
-
-
-class CtcTaskSpec(_TaskBase):
-    """CTC transcription with any AutoModelForCTC checkpoint."""
-
-    kind: Literal["ctc"] = "ctc"
-    batch_seconds: float | None = Field(
-        None,
-        gt=0,
-        description="Micro-batch budget: padded audio seconds per forward pass; default 40 on "
-        "CPU (small batches stay in cache: 2.3x faster than 320 s, benchmarks/RESULTS.md), "
-        "320 on a GPU",
-    )
-    chunk_length_s: float = Field(
-        30.0, gt=0, description="Audio longer than this is transcribed in overlapping chunks"
-    )
-    stride_length_s: float | None = Field(
-        None, ge=0, description="Overlap on each side of a chunk; default chunk_length_s / 6"
-    )
-    word_timestamps: bool = Field(
-        True, description="Write word start/end times from the CTC alignment"
-    )
-
-    @model_validator(mode="after")
-    def _check_stride(self) -> CtcTaskSpec:
-        if self.stride_length_s is not None and 2 * self.stride_length_s >= self.chunk_length_s:
-            raise ValueError("stride_length_s must be less than half of chunk_length_s")
-        return self
-
-
-class WhisperTaskSpec(_TaskBase):
-    """Whisper-family transcription (WhisperForConditionalGeneration: large-v3, turbo, distil)."""
-
-    kind: Literal["whisper"] = "whisper"
-    batch_size: int = Field(
-        256, ge=1, description="Rows handed to one actor call (they are sorted and micro-batched)"
-    )
-    micro_batch: int | None = Field(
-        None,
-        ge=1,
-        description="Items per generate call (short-form), or windows of different items per "
-        "long-form step; default 16 on CPU (a batch decodes until its longest transcript "
-        "ends), 64 on a GPU. Decoding is launch-bound on a GPU: larger is faster while memory "
-        "lasts (256 for large-v3-turbo on an 80+ GB GPU)",
-    )
-    language: str | None = Field(
-        None,
-        description="Fixed language (a code like en, a name like english, or <|en|>); None "
-        "detects it per item, on its first 30 s, and writes its probability",
-    )
-    task: Literal["transcribe", "translate"] = Field("transcribe", description="Whisper task")
-    timestamps: Literal["none", "segment", "word"] = Field(
-        "none",
-        description="none; segment: segments with start/end; word: also word times (cross-attention "
-        "alignment). Long-form items (over 30 s) always get segments",
-    )
-    num_beams: int = Field(1, ge=1, le=16, description="1: greedy (the default); >1: beam search")
-    max_new_tokens: int = Field(
-        440, ge=1, le=448, description="Upper bound on generated tokens per 30 s window"
-    )
-    temperatures: tuple[float, ...] = Field(
-        (0.0,),
-        min_length=1,
-        description="Temperature fallback schedule, e.g. [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]; a "
-        "window is decoded again at the next one while a threshold below fails (OpenAI's rule)",
-    )
-    compression_ratio_threshold: float | None = Field(
-        2.4,
-        gt=0,
-        description="Fallback when a window's text compresses better than this (zlib ratio of "
-        "its UTF-8 bytes, OpenAI's measure); also the item's high_compression flag",
-    )
-    logprob_threshold: float | None = Field(
-        -1.0,
-        description="Fallback when a window's average token log-probability is below it; a "
-        "window is silence only when its log-probability is not above it",
-    )
-    no_speech_threshold: float | None = Field(
-        0.6,
-        ge=0,
-        le=1,
-        description="A window is silence (its text dropped) when its no-speech probability "
-        "exceeds this and its log-probability is not above logprob_threshold; also the "
-        "no_speech_text flag",
-    )
-    prompt: str | None = Field(
-        None,
-        description="Text given to every 30 s window as previous context (<|startofprev|>), "
-        "e.g. names and spellings to prefer",
-    )
-    seed: int = Field(
-        0,
-        description="Seed for sampling at temperatures above 0; with each item's own samples, "
-        "so an item samples the same tokens in any batch",
-    )
-
-    @field_validator("temperatures")
-    @classmethod
-    def _check_temperatures(cls, v: tuple[float, ...]) -> tuple[float, ...]:
-        if any(t < 0 for t in v):
-            raise ValueError("temperatures must be 0 (greedy or beam search) or above (sampling)")
-        return v
-
-
-class ClassifyTaskSpec(_TaskBase):
-    """Clip-level audio classification with any AutoModelForAudioClassification checkpoint."""
-
-    kind: Literal["classify"] = "classify"
-    top_k: int = Field(5, ge=1, description="Labels kept per item, best first")
-    activation: Literal["auto", "softmax", "sigmoid"] = Field(
-        "auto",
-        description="auto: sigmoid for multi-label models (problem_type), else softmax",
-    )
-    threshold: float | None = Field(
-        None, ge=0, le=1, description="Keep only labels scoring at least this"
-    )
-    window_s: float | None = Field(
-        None,
-        gt=0,
-        description="Window length for long items; default: the model's own (AST: its "
-        "max_length of 1024 fbank frames, 10.255 s at 16 kHz), else 30 s. Items up to one "
-        "window are classified whole; AST cannot take a longer window",
-    )
-    window_overlap_s: float = Field(
-        0.0,
-        ge=0,
-        description="Overlap between consecutive windows of a long item; the last window "
-        "always ends at the item's end, so it may overlap more",
-    )
-    pooling: Literal["mean", "max"] = Field(
-        "mean", description="How the windows' scores (after the activation) are pooled per label"
-    )
-    keep_windows: bool = Field(
-        False, description="Also write each window's start, end and top labels"
-    )
-    batch_seconds: float | None = Field(
-        None,
-        gt=0,
-        description="Micro-batch budget: padded audio seconds per forward pass (an AST window "
-        "always counts as its full length); default 40 on CPU (small batches stay in cache), "
-        "1312 on a GPU (128 AST windows)",
-    )
-
-    @model_validator(mode="after")
-    def _check_window(self) -> ClassifyTaskSpec:
-        if self.window_s is not None and self.window_overlap_s >= self.window_s:
-            raise ValueError("window_overlap_s must be less than window_s")
-        return self
-
-
-class FramesTaskSpec(_TaskBase):
-    """Frame classification (AutoModelForAudioFrameClassification) into labelled segments."""
-
-    kind: Literal["frames"] = "frames"
-    activation: Literal["auto", "softmax", "sigmoid"] = Field(
-        "auto", description="auto: sigmoid for multi-label models (problem_type), else softmax"
-    )
-    threshold: float = Field(
-        0.5, ge=0, le=1, description="A frame carries a label when its probability reaches this"
-    )
-    labels: tuple[str, ...] | None = Field(
-        None, description="Only segment these labels (default: all of the model's labels)"
-    )
-    smoothing_frames: int = Field(
-        1,
-        ge=1,
-        description="Width of a centred running median over frame probabilities, odd (1: none)",
-    )
-    min_segment_s: float = Field(
-        0.0, ge=0, description="Drop segments shorter than this (after merging)"
-    )
-    merge_gap_s: float = Field(
-        0.0, ge=0, description="Join segments of one label separated by less than this"
-    )
-    window_s: float = Field(30.0, gt=0, description="Long audio is processed in windows this long")
-    window_overlap_s: float = Field(
-        2.0,
-        ge=0,
-        description="Overlap between windows; each side keeps half of it (at least one frame, "
-        "whatever is set, so every frame is computed)",
-    )
-    batch_seconds: float | None = Field(
-        None,
-        gt=0,
-        description="Micro-batch budget: padded audio seconds per forward pass; default 40 on "
-        "CPU, 1312 on a GPU",
-    )
-
-    @field_validator("smoothing_frames")
-    @classmethod
-    def _check_smoothing(cls, v: int) -> int:
-        if v % 2 == 0:
-            raise ValueError("must be odd, so the median filter stays centred on its frame")
-        return v
-
-    @model_validator(mode="after")
-    def _check_window(self) -> FramesTaskSpec:
-        if self.window_overlap_s * 2 >= self.window_s:
-            raise ValueError("window_overlap_s must be less than half of window_s")
-        return self
-
-
-class SynthesizeTaskSpec(_TaskBase):
-    """Text to speech with SpeechT5 (SpeechT5ForTextToSpeech + SpeechT5HifiGan)."""
-
-    kind: Literal["synthesize"] = "synthesize"
-    vocoder: str = Field(
-        "microsoft/speecht5_hifigan",
-        description="HiFi-GAN vocoder: hub id, local folder or object-storage prefix",
-    )
-    speaker_embeddings: str | None = Field(
-        None,
-        description="A .npy file ([512] or [speakers, 512]) or a JSONL/CSV/Parquet table of "
-        "speaker ids and 512-dim x-vectors, for rows that name a speaker or give none",
-    )
-    speaker: str | None = Field(
-        None,
-        description="Default speaker for rows without one: an id in `speaker_embeddings` (a row "
-        "index for a 2-D .npy); unset: its only row, or a neutral all-zero embedding without a file",
-    )
-    language: str = Field(
-        "en", description="Language of the texts; numbers and symbols are spelled out for 'en' only"
-    )
-    stop_threshold: float = Field(
-        0.5,
-        gt=0,
-        description="A piece ends when its summed stop probabilities reach this (per decoder step)",
-    )
-    minlenratio: float = Field(
-        0.0, ge=0, description="Minimum decoder steps per input token (x reduction factor 2)"
-    )
-    maxlenratio: float = Field(
-        20.0,
-        gt=0,
-        description="Maximum decoder steps per input token (x reduction factor 2); a piece that "
-        "reaches it without stopping is flagged as a runaway",
-    )
-    max_chars: int = Field(
-        250,
-        ge=20,
-        le=400,
-        description="Texts longer than this are split at sentence ends (then commas, spaces) "
-        "into pieces of at most this many characters, synthesized apart and joined",
-    )
-    pause_s: float = Field(
-        0.2, ge=0, le=5, description="Silence inserted between the pieces of one text"
-    )
-    seed: int = Field(
-        0,
-        ge=0,
-        description="Seed of the decoder prenet's dropout; with the text id it fixes each "
-        "item's audio whatever else is in its batch",
-    )
-    audio_format: Literal["flac", "wav"] = Field(
-        "flac", description="Container of the written audio files (16-bit PCM)"
-    )
-    batch_size: int = Field(
-        256,
-        ge=1,
-        description="Rows handed to one actor call (their pieces are sorted and micro-batched)",
-    )
-    roundtrip_task: str | None = Field(
-        None,
-        description="Name of an ASR task (ctc or whisper) in this job that transcribes the "
-        "synthesized audio; its transcript and WER/CER against the input text go into `syntheses`",
-    )
-    audio_uri: str | None = Field(
-        None,
-        description="Folder or object-storage prefix for the audio files; default "
-        "`<output.uri>/audio/<task>`. Keys come from the text id, so a re-run overwrites",
-    )
-    batch_pieces: int = Field(
-        256,
-        ge=1,
-        description="Sentence pieces decoded together in one micro-batch (a GPU needs hundreds: "
-        "decoding is launch-bound)",
-    )
-
-
+# Every kind's task spec (`pipeline/kinds/`), told apart by `kind`.
 TaskSpec = Annotated[
-    CtcTaskSpec | WhisperTaskSpec | ClassifyTaskSpec | FramesTaskSpec | SynthesizeTaskSpec,
+    reduce(operator.or_, (k.spec for k in MODEL_STAGES.values())),
     Field(discriminator="kind"),
 ]
 
@@ -612,20 +263,20 @@ class JobSpec(_Model):
             raise ValueError(
                 f"task names must be unique; give each task a `name` (duplicated: {', '.join(dupes)})"
             )
-        kinds = [t.kind for t in self.tasks]
-        if (self.input.format == "texts") != ("synthesize" in kinds) or kinds.count(
-            "synthesize"
-        ) > 1:
+        texts_in = [t.kind for t in self.tasks if MODEL_STAGES[t.kind].reads_texts]
+        if (self.input.format == "texts") != bool(texts_in) or len(texts_in) > 1:
+            text_kinds = " or ".join(k for k, kind in MODEL_STAGES.items() if kind.reads_texts)
             raise ValueError(
-                "input.format: texts goes with one `kind: synthesize` task (texts in, audio out), "
-                "and a synthesize task needs input.format: texts"
+                f"input.format: texts goes with one `kind: {text_kinds}` task (texts in, audio "
+                f"out), and a {text_kinds} task needs input.format: texts"
             )
         asr_kinds = [k for k, kind in MODEL_STAGES.items() if kind.scored]
         asr = {t.task_name for t in self.tasks if t.kind in asr_kinds}
         for t in self.tasks:
-            if t.kind == "synthesize" and t.roundtrip_task and t.roundtrip_task not in asr:
+            roundtrip = getattr(t, "roundtrip_task", None)
+            if roundtrip and roundtrip not in asr:
                 raise ValueError(
-                    f"task {t.task_name}: roundtrip_task {t.roundtrip_task!r} must name a "
+                    f"task {t.task_name}: roundtrip_task {roundtrip!r} must name a "
                     f"{' or '.join(asr_kinds)} task of this job "
                     f"(have: {', '.join(sorted(asr)) or 'none'})"
                 )

@@ -23,14 +23,8 @@ def local_paths(spec: JobSpec) -> list[tuple[str, str]]:
         ("output.uri", spec.output.uri),
     ]
     for i, task in enumerate(spec.tasks):
-        places.append((f"tasks.{i}.model", None if is_hub_id(task.model) else task.model))
-        if task.kind == "synthesize":
-            vocoder = None if is_hub_id(task.vocoder) else task.vocoder
-            places += [
-                (f"tasks.{i}.vocoder", vocoder),
-                (f"tasks.{i}.speaker_embeddings", task.speaker_embeddings),
-                (f"tasks.{i}.audio_uri", task.audio_uri),
-            ]
+        places += [(f"tasks.{i}.{f}", None if is_hub_id(v) else v) for f, v in task.sources()]
+        places += [(f"tasks.{i}.{f}", getattr(task, f)) for f in task.PATH_FIELDS]
     return [(field, value) for field, value in places if value and not is_remote(value)]
 
 

@@ -29,6 +29,8 @@ import torch
 from torch import nn
 
 from pipeline.errors import ModelLoadError
+from pipeline.kinds.classify import ClassifyTaskSpec
+from pipeline.kinds.frames import FramesTaskSpec
 from pipeline.models.ctc_model import (
     conv_output_frames,
     install_masked_group_norm,
@@ -39,7 +41,7 @@ from pipeline.models.ctc_model import (
 from pipeline.models.device import autocast, pick_dtype
 from pipeline.models.fbank import Fbank, FbankConfig
 from pipeline.models.hub import pretrained, processor, resolve
-from pipeline.spec import ClassifyTaskSpec, FramesTaskSpec, StorageOptions
+from pipeline.spec import StorageOptions
 
 AST_TYPE = "audio-spectrogram-transformer"
 # Encoders whose padded batches are proven exact (tests here and in tests/stages/test_ctc.py).

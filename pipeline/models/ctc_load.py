@@ -12,9 +12,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from pipeline.errors import ModelLoadError
+from pipeline.kinds.ctc import CtcTaskSpec
 from pipeline.models.device import pick_dtype
-from pipeline.models.hub import Source, pretrained, processor, resolve
-from pipeline.spec import CtcTaskSpec, StorageOptions
+from pipeline.models.hub import LOAD_ERRORS, Source, pretrained, processor, resolve
+from pipeline.spec import StorageOptions
 
 if TYPE_CHECKING:
     from pipeline.models.ctc_model import CtcAdapter
@@ -58,14 +59,17 @@ def _load_parakeet(spec, source: Source, model, device, dtype):
     from pipeline.models.parakeet import ParakeetCtcModel
     from pipeline.models.parakeet_features import FeatureConfig, ParakeetFeatures
 
-    try:
-        config = FeatureConfig.from_file(source.file("preprocessor_config.json"))
-        tokenizer = AutoTokenizer.from_pretrained(source.path, **source.kwargs())
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise ModelLoadError(
+    def failure(exc: Exception) -> str:
+        return (
             f"model {spec.model!r}: cannot load its preprocessor_config.json and tokenizer "
             f"({type(exc).__name__}: {exc}); upload the folder processor.save_pretrained writes"
-        ) from exc
+        )
+
+    try:
+        config = FeatureConfig.from_file(source.file("preprocessor_config.json"))
+    except LOAD_ERRORS as exc:
+        raise ModelLoadError(failure(exc)) from exc
+    tokenizer = processor(AutoTokenizer, source, failure)
     features = ParakeetFeatures(config, device)
     parakeet = ParakeetCtcModel(spec.model, model, features, tokenizer, device, dtype)
     _check_processor(spec, parakeet.sampling_rate, parakeet.tokenizer)

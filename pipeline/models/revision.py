@@ -50,7 +50,7 @@ def resolve_revisions(
         if only is not None and task.task_name not in only:
             continue
         storage = task.storage or spec.input.storage
-        models = [task.model] + ([task.vocoder] if getattr(task, "vocoder", None) else [])
+        models = [value for _, value in task.sources()]
         if (not hub and any(map(is_hub_id, models))) or (
             not remote and any(map(is_remote, models))
         ):

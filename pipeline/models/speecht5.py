@@ -20,10 +20,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from pipeline.errors import ModelLoadError
+from pipeline.kinds.synthesize import SynthesizeTaskSpec
 from pipeline.models.device import autocast, pick_dtype
 from pipeline.models.hub import Source, pretrained, processor, resolve
 from pipeline.models.speecht5_decode import DecodeOptions, decode, postnet, split_seeds, vocode
-from pipeline.spec import StorageOptions, SynthesizeTaskSpec
+from pipeline.spec import StorageOptions
 
 if TYPE_CHECKING:
     import torch

@@ -12,7 +12,7 @@ from statistics import mean, median
 
 import pyarrow as pa
 
-from pipeline.contract import SIGNAL_FIELDS
+from pipeline.kinds.synthesize import SIGNAL_FIELDS
 
 _WORST_FIELDS = ("text_id", "wer", "cer", "runaway", "empty", "text", "transcript", "audio_uri")
 

@@ -44,9 +44,10 @@ from pipeline.columns import (
     task_column,
 )
 from pipeline.errors import ErrorCode, InputError, ModelLoadError, RowError
+from pipeline.kinds.synthesize import SynthesizeTaskSpec
 from pipeline.metrics.signal import measure, speaking_rate
 from pipeline.models.speecht5 import SpeechT5Synthesizer, Synth, load_speecht5
-from pipeline.spec import StorageOptions, SynthesizeTaskSpec
+from pipeline.spec import StorageOptions
 from pipeline.stages.base import StageOutput
 from pipeline.stages.batching import Batching
 from pipeline.stages.model import ModelStage

@@ -10,6 +10,8 @@ import torch
 import transformers as tf
 
 from pipeline.errors import ModelLoadError
+from pipeline.kinds.classify import ClassifyTaskSpec
+from pipeline.kinds.frames import FramesTaskSpec
 from pipeline.models.classifier import (
     AstClassifier,
     ItemwiseClassifier,
@@ -18,7 +20,7 @@ from pipeline.models.classifier import (
     load_frame_classifier,
 )
 from pipeline.models.ctc_model import MaskedGroupNorm
-from pipeline.spec import ClassifyTaskSpec, FramesTaskSpec, StorageOptions
+from pipeline.spec import StorageOptions
 from pipeline.testing.tiny_classifiers import (
     build_tiny_ast,
     build_tiny_frame_classifier,

@@ -10,11 +10,12 @@ import pytest
 import torch
 
 from pipeline.errors import ModelLoadError
+from pipeline.kinds.ctc import CtcTaskSpec
 from pipeline.models import hub
 from pipeline.models.ctc_load import load_ctc
 from pipeline.models.device import uses_autocast
 from pipeline.models.hub import resolve_model
-from pipeline.spec import CtcTaskSpec, StorageOptions
+from pipeline.spec import StorageOptions
 from pipeline.testing.tiny_ctc import build_tiny_ctc
 
 NO_STORAGE = StorageOptions()

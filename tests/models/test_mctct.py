@@ -33,10 +33,11 @@ import torch
 
 from pipeline.columns import AUDIO, ERROR_CODE, ERROR_MESSAGE, ERROR_STAGE, SAMPLE_RATE
 from pipeline.errors import ModelLoadError
+from pipeline.kinds.ctc import CtcTaskSpec
 from pipeline.models.ctc_load import load_ctc
 from pipeline.models.mctct import MctctCtcModel
 from pipeline.models.mctct.features import MfscFeatures
-from pipeline.spec import CtcTaskSpec, StorageOptions
+from pipeline.spec import StorageOptions
 from pipeline.stages.ctc import CtcStage
 from pipeline.testing import tiny_mctct
 from pipeline.testing.synth import sentences, speechlike

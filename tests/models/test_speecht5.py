@@ -15,9 +15,10 @@ import pytest
 import torch
 
 from pipeline.errors import ModelLoadError
+from pipeline.kinds.synthesize import SynthesizeTaskSpec
 from pipeline.models.speecht5 import SpeechT5Synthesizer, load_speecht5
 from pipeline.models.speecht5_decode import keep_masks, postnet, split_seeds, vocode
-from pipeline.spec import StorageOptions, SynthesizeTaskSpec
+from pipeline.spec import StorageOptions
 from pipeline.testing.tiny_speecht5 import build_tiny_speecht5
 
 MAXLENRATIO = 2.0  # short runaways keep the tests fast

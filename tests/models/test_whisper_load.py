@@ -10,10 +10,11 @@ import pytest
 import torch
 
 from pipeline.errors import ModelLoadError
+from pipeline.kinds.whisper import WhisperTaskSpec
 from pipeline.models import hub
 from pipeline.models.whisper.decode import DecodeOptions
 from pipeline.models.whisper.load import load_whisper
-from pipeline.spec import StorageOptions, WhisperTaskSpec
+from pipeline.spec import StorageOptions
 from pipeline.testing.tiny_whisper import LANGUAGES, build_tiny_whisper
 
 NO_STORAGE = StorageOptions()

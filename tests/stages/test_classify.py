@@ -13,8 +13,9 @@ from transformers import pipeline
 
 from pipeline.columns import AUDIO, ERROR_CODE, ERROR_MESSAGE, ERROR_STAGE, SAMPLE_RATE
 from pipeline.errors import ModelLoadError
+from pipeline.kinds.classify import ClassifyTaskSpec
 from pipeline.schemas import CLASSIFICATIONS
-from pipeline.spec import ClassifyTaskSpec, StorageOptions
+from pipeline.spec import StorageOptions
 from pipeline.stages.classify import ClassifyStage
 from pipeline.stages.windows import plan_windows
 from pipeline.testing.tiny_classifiers import (

@@ -14,7 +14,8 @@ from transformers import AutoModelForCTC, AutoProcessor, pipeline
 from transformers.pipelines.automatic_speech_recognition import chunk_iter
 
 from pipeline.columns import AUDIO, ERROR_CODE, ERROR_MESSAGE, ERROR_STAGE, SAMPLE_RATE
-from pipeline.spec import CtcTaskSpec, StorageOptions
+from pipeline.kinds.ctc import CtcTaskSpec
+from pipeline.spec import StorageOptions
 from pipeline.stages.batching import micro_batches
 from pipeline.stages.ctc import CtcStage, chunk_bounds, emitted_confidence
 from pipeline.testing.tiny_ctc import build_tiny_ctc

@@ -11,7 +11,8 @@ from transformers import AutoFeatureExtractor, AutoModelForAudioFrameClassificat
 
 from pipeline.columns import AUDIO, ERROR_CODE, ERROR_MESSAGE, ERROR_STAGE, SAMPLE_RATE
 from pipeline.errors import ModelLoadError
-from pipeline.spec import FramesTaskSpec, StorageOptions
+from pipeline.kinds.frames import FramesTaskSpec
+from pipeline.spec import StorageOptions
 from pipeline.stages.frames import FramesStage
 from pipeline.stages.segments import SegmentRules, segment
 from pipeline.stages.windows import kept_ranges, plan_windows

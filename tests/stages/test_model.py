@@ -15,8 +15,9 @@ from pipeline.columns import (
     audio_arrays,
     task_column,
 )
+from pipeline.kinds.ctc import CtcTaskSpec
 from pipeline.models.base import ModelAdapter
-from pipeline.spec import CtcTaskSpec, StorageOptions
+from pipeline.spec import StorageOptions
 from pipeline.stages.base import StageOutput
 from pipeline.stages.batching import Batching, micro_batches
 from pipeline.stages.model import ModelStage

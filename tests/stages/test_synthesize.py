@@ -18,7 +18,8 @@ from pipeline.columns import (
     SAMPLE_RATE,
 )
 from pipeline.errors import ModelLoadError
-from pipeline.spec import StorageOptions, SynthesizeTaskSpec
+from pipeline.kinds.synthesize import SynthesizeTaskSpec
+from pipeline.spec import StorageOptions
 from pipeline.stages.synthesize import SynthesizeStage, load_speaker_set, piece_seed
 from pipeline.testing.tiny_speecht5 import build_tiny_speecht5
 from pipeline.text.speech import split_sentences

@@ -15,8 +15,9 @@ import torch
 from transformers import WhisperForConditionalGeneration, WhisperProcessor
 
 from pipeline.columns import AUDIO, ERROR_CODE, ERROR_MESSAGE, ERROR_STAGE, SAMPLE_RATE
+from pipeline.kinds.whisper import WhisperTaskSpec
 from pipeline.models.whisper.align import eager_attention
-from pipeline.spec import StorageOptions, WhisperTaskSpec
+from pipeline.spec import StorageOptions
 from pipeline.stages.whisper import WhisperStage
 from pipeline.testing.synth import sentences, speechlike
 from pipeline.testing.tiny_whisper import build_tiny_whisper

@@ -36,10 +36,10 @@ from dataclasses import dataclass
 
 import torch
 
+from pipeline.kinds.whisper import WhisperTaskSpec
 from pipeline.models.whisper.flags import compression_ratio
 from pipeline.models.whisper.load import WhisperModel, language_token
 from pipeline.models.whisper.processors import KeyedSampler, LogprobTracker, TimestampRules
-from pipeline.spec import WhisperTaskSpec
 
 _RESCORE_ROWS = 8  # rows per teacher-forced rescoring pass (its logits are [rows, len, vocab])
 

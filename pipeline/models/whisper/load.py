@@ -14,9 +14,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from pipeline.errors import ModelLoadError
+from pipeline.kinds.whisper import WhisperTaskSpec
 from pipeline.models.device import pick_dtype
 from pipeline.models.hub import Source, pretrained, processor, resolve
-from pipeline.spec import StorageOptions, WhisperTaskSpec
+from pipeline.spec import StorageOptions
 
 if TYPE_CHECKING:
     import torch
