@@ -5,6 +5,8 @@
 - `asr`, `compare`, `drift`, `classes`, `operations`: the sections, each a few DuckDB
   aggregates over the views;
 - `stats` (bootstrap intervals, matched-pairs test), `align` (sclite's tallies);
-- `html` + `templates/report.html.j2` (Jinja2, autoescaped) and `plots` (matplotlib SVG);
+- `html` + `templates/report.html.j2` (Jinja2, autoescaped; each result table's part in
+  `templates/tables/`, the shared macros in `templates/_macros.html.j2`) and `plots`
+  (matplotlib SVG);
 - `labels`, `syntheses`: Arrow summaries of classification and synthesis rows.
 """

@@ -1,10 +1,14 @@
 """report.html: the report dict (what report.json holds) rendered by Jinja2, plots inline.
 
 The page is built from the report dict alone, so `audiobatch report` can rebuild it and a
-test can render any dict. Autoescaping is on for the whole template: reference texts,
-transcripts, labels and error messages are data, never markup. The plots are drawn from
-the aggregated numbers the dict holds: each result table's by its entry in
-`pipeline.reports.results` (`pipeline.reports.table_plots`), comparisons and runs here.
+test can render any dict. Autoescaping is on for the whole template and its parts:
+reference texts, transcripts, labels and error messages are data, never markup.
+`templates/report.html.j2` holds what every page has (drift, errors, runs); each result
+table's nav links and sections come from its part (`templates/tables/`), named by its entry
+in `pipeline.reports.results` and taken in the entries' order; the macros they share are
+`templates/_macros.html.j2`. The plots are drawn from the aggregated numbers the dict
+holds: each result table's by its entry in `pipeline.reports.results`
+(`pipeline.reports.table_plots`), comparisons and runs here.
 """
 
 from __future__ import annotations
@@ -17,22 +21,33 @@ from pipeline.reports.results import RESULT_REPORTS
 
 def render_html(report: dict) -> str:
     """The whole self-contained HTML page for `report`."""
+    return _environment().get_template("report.html.j2").render(_context(report))
+
+
+def _environment():
     import jinja2
 
-    env = jinja2.Environment(
+    return jinja2.Environment(
         loader=jinja2.PackageLoader("pipeline.reports", "templates"),
         autoescape=True,
         undefined=jinja2.ChainableUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
     )
+
+
+def _context(report: dict) -> dict:
+    """What the template and the result tables' parts see."""
     shard_rows = {
         t: [{"value": k, **v} for k, v in s.get("by_shard", {}).items()]
         for t, s in report.get("tasks", {}).items()
     }
-    return env.get_template("report.html.j2").render(
-        report=report, plots=_plots(report), shard_rows=shard_rows
-    )
+    return {
+        "report": report,
+        "plots": _plots(report),
+        "shard_rows": shard_rows,
+        "results": RESULT_REPORTS,
+    }
 
 
 def _plots(report: dict) -> dict[str, Markup]:

@@ -3,11 +3,13 @@
 An entry names the output table (`schemas.TABLES`), the key its sections have in
 report.json, how the sections are built from the query views (`pipeline.reports.asr`,
 `pipeline.reports.classes`), the line `audiobatch run` prints for each of its tasks
-(`cli._summary`), its part of report.md (`report.render_markdown`) and its plots in
-report.html (`reports/table_plots.py`). `build_report`, the run summary, the markdown page
-and the plots go through the entries in order, so none of them has a branch per table: a
-new result table is its schema, its sections, and an entry here (plus its part of the
-HTML template, `templates/report.html.j2`).
+(`cli._summary`), its part of report.md (`report.render_markdown`), its plots in
+report.html (`reports/table_plots.py`) and its part of report.html's template
+(`templates/tables/<table>.html.j2`: a `nav` and a `sections` macro; its sections' ids are
+`<anchor>-<task>`). `build_report`, the run summary, the markdown page, the plots and
+report.html's nav and sections go through the entries in order, so none of them has a
+branch per table: a new result table is its schema, its sections, and an entry here with
+its template part.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from pipeline.spec import ReportSpec
 
 @dataclass(frozen=True)
 class ResultReport:
-    """How one result table appears in the report, the run summary and report.md."""
+    """How one result table appears in the report, the run summary, report.md and report.html."""
 
     table: str  # the output table (`schemas.TABLES`)
     key: str  # its sections' key in report.json: task -> section
@@ -30,6 +32,8 @@ class ResultReport:
     summary: Callable[[str, dict], str]  # (task, section) -> the run summary's line
     markdown: Callable[[dict], list[str]]  # sections -> report.md lines
     plots: Callable[[str, dict], dict[str, str]]  # (task, section) -> report.html's plots
+    template: str  # its part of report.html, under templates/: `nav` and `sections` macros
+    anchor: str  # the id prefix of its sections in report.html: `<anchor>-<task>`
 
 
 def _transcript_sections(con, run: str | None, cfg: ReportSpec) -> dict:
@@ -165,27 +169,33 @@ def _pct(x: float | None) -> str:
 
 RESULT_REPORTS: tuple[ResultReport, ...] = (
     ResultReport(
-        "transcripts",
-        "tasks",
-        _transcript_sections,
-        _transcript_summary,
-        _transcript_lines,
-        plots.transcript_plots,
+        table="transcripts",
+        key="tasks",
+        sections=_transcript_sections,
+        summary=_transcript_summary,
+        markdown=_transcript_lines,
+        plots=plots.transcript_plots,
+        template="tables/transcripts.html.j2",
+        anchor="task",
     ),
     ResultReport(
-        "classifications",
-        "classifications",
-        _classification_sections,
-        _classification_summary,
-        _classification_lines,
-        plots.classification_plots,
+        table="classifications",
+        key="classifications",
+        sections=_classification_sections,
+        summary=_classification_summary,
+        markdown=_classification_lines,
+        plots=plots.classification_plots,
+        template="tables/classifications.html.j2",
+        anchor="cls",
     ),
     ResultReport(
-        "syntheses",
-        "syntheses",
-        _synthesis_sections,
-        _synthesis_summary,
-        _synthesis_lines,
-        plots.synthesis_plots,
+        table="syntheses",
+        key="syntheses",
+        sections=_synthesis_sections,
+        summary=_synthesis_summary,
+        markdown=_synthesis_lines,
+        plots=plots.synthesis_plots,
+        template="tables/syntheses.html.j2",
+        anchor="syn",
     ),
 )

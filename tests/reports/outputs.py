@@ -12,7 +12,7 @@ import pyarrow.fs as pafs
 
 from pipeline.io.tables import partition_dir, with_partition, write_parquet
 from pipeline.metrics.wer import char_edits, word_edits
-from pipeline.schemas import CLASSIFICATIONS, ERRORS, RUNS, TRANSCRIPTS, conform
+from pipeline.schemas import CLASSIFICATIONS, ERRORS, RUNS, SYNTHESES, TRANSCRIPTS, conform
 from pipeline.text.normalize import get_normalizer
 
 FS = pafs.LocalFileSystem()
@@ -53,9 +53,13 @@ def transcript(item: str, ref: str | None, hyp: str, **extra) -> dict:
 
 
 def write(root: str, table: str, value: str, rows: list[dict], name: str = "p") -> None:
-    schema = {"transcripts": TRANSCRIPTS, "classifications": CLASSIFICATIONS, "errors": ERRORS}[
-        table
-    ]
+    schemas = {
+        "transcripts": TRANSCRIPTS,
+        "classifications": CLASSIFICATIONS,
+        "syntheses": SYNTHESES,
+        "errors": ERRORS,
+    }
+    schema = schemas[table]
     rows = [{f.name: r.get(f.name) for f in schema} for r in rows]
     key = "stage" if table == "errors" else "task"
     t = with_partition(pa.Table.from_pylist(rows, schema=schema), table, value)

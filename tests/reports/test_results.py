@@ -1,4 +1,6 @@
-"""The result-table registry the report, the run summary and report.md go through."""
+"""The result-table registry the report, the run summary, report.md and report.html go through."""
+
+from dataclasses import replace
 
 from pipeline.contract import MODEL_STAGES
 from pipeline.query.views import CONVENIENCE_VIEWS, latest_view
@@ -79,3 +81,68 @@ def test_each_tables_plots_reach_the_page(tmp_path):
     page = render_html(report)
     assert "Top-1 score" in page and "Speaking rate" in page
     assert page.count("<svg") == 2
+
+
+EVIL = "<script>alert(1)</script>"
+
+
+def _every_table(root: str) -> dict:
+    """A real output with one task of each result table, and its report."""
+    from tests.reports.outputs import run_row, transcript, write
+    from tests.reports.test_syntheses import _row as synthesis
+
+    write(root, "transcripts", "ctc", [transcript("a", "the cat sat", "the bat sat")])
+    label = {"label": EVIL, "score": 0.9}
+    row = dict(item_id="a", source_uri="/c/a.wav", member="", shard="s", duration_s=2.0)
+    write(
+        root,
+        "classifications",
+        "sounds",
+        [row | {"model": "ast", "run_id": "r1", "labels": [label]}],
+    )
+    write(root, "syntheses", "tts", [synthesis("t1", 3, 1) | {"text": EVIL}])
+    run_row(root, "r1", 1, 3)
+    return build_report(ReportRequest(root))
+
+
+def test_each_entrys_template_part_renders_its_nav_and_sections(tmp_path):
+    from pipeline.reports.html import _context, _environment, render_html
+
+    report = _every_table(str(tmp_path / "out"))
+    page = render_html(report)
+    nav = page[page.index("<nav>") : page.index("</nav>")]
+    env, context = _environment(), _context(report)
+    at = []
+    for entry in RESULT_REPORTS:
+        (task,) = report[entry.key]
+        part = env.get_template(entry.template).make_module(context)
+        links, sections = (
+            str(part.nav(entry, report[entry.key])),
+            str(part.sections(entry, report[entry.key])),
+        )
+        assert f'<a href="#{entry.anchor}-{task}">{task}</a>' in links and links in nav
+        assert sections.startswith(f'<section id="{entry.anchor}-{task}">')
+        at.append(page.index("\n" + sections))
+    assert at == sorted(at)  # in the registry's order, each part once
+    assert "<script" not in page and page.count("&lt;script&gt;") >= 3
+    # The page takes the ids from the entries: another anchor, other ids.
+    moved = tuple(replace(e, anchor="x" + e.anchor) for e in RESULT_REPORTS)
+    other = env.get_template("report.html.j2").render(context | {"results": moved})
+    for entry in RESULT_REPORTS:
+        (task,) = report[entry.key]
+        assert (
+            f'id="x{entry.anchor}-{task}"' in other and f'id="{entry.anchor}-{task}"' not in other
+        )
+        assert f'href="#x{entry.anchor}-{task}"' in other
+
+
+def test_every_entry_names_a_template_part_with_its_own_anchor():
+    from pipeline.reports.html import _environment
+
+    env = _environment()
+    for entry in RESULT_REPORTS:
+        part = env.get_template(entry.template).module
+        assert callable(part.nav) and callable(part.sections), entry.template
+    anchors = [entry.anchor for entry in RESULT_REPORTS]
+    assert len(set(anchors)) == len(anchors)
+    assert not {"drift", "compare", "errors", "runs"} & set(anchors)
