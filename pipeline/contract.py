@@ -22,8 +22,8 @@ from dataclasses import dataclass
 
 from pipeline import column_names as C
 from pipeline.errors import SpecError
-from pipeline.kinds import MODEL_STAGES
 from pipeline.kinds.base import AUDIO_COLUMNS, TaskBase
+from pipeline.kinds.registry import MODEL_STAGES
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from pipeline.errors import SpecError
-from pipeline.kinds import MODEL_STAGES
+from pipeline.kinds.registry import MODEL_STAGES
 from pipeline.spec_base import SpecModel as _Model
 from pipeline.spec_base import StorageOptions
 

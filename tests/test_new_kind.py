@@ -1,4 +1,5 @@
-"""A new model kind is two files: its module in `pipeline/kinds/` and its stage.
+"""A new model kind is two files: its module in `pipeline/kinds/` and its stage (or a
+package of its own, found through its `audiobatch.kinds` entry point).
 
 The test copies the package, adds a kind there as a developer would (nothing else is
 edited), and runs it in a fresh interpreter over that copy: the spec accepts it, the JSON
@@ -147,11 +148,39 @@ def _copy_package(tmp_path: Path) -> Path:
     return copy
 
 
-def test_a_kind_added_as_two_files_runs_end_to_end(tmp_path):
-    copy = _copy_package(tmp_path)
-    (copy / "pipeline" / "kinds" / "level.py").write_text(KIND.lstrip())
-    (copy / "pipeline" / "stages" / "level.py").write_text(STAGE.lstrip())
+def _plugin(tmp_path: Path) -> Path:
+    """The level kind as another package with an `audiobatch.kinds` entry point, as pip
+    installs one (a dist-info folder beside the package); returns the folder holding both."""
+    root = tmp_path / "plugin"
+    package = root / "audiobatch_level"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "kind.py").write_text(
+        KIND.replace("pipeline.stages.level", "audiobatch_level.stage")
+    )
+    (package / "stage.py").write_text(STAGE)
+    info = root / "audiobatch_level-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: audiobatch-level\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[audiobatch.kinds]\nlevel = audiobatch_level.kind\n")
+    return root
 
+
+def _run(tmp_path: Path, pythonpath: list[Path], script: str, *args: str):
+    """`script` in a fresh interpreter that imports from `pythonpath` only (not the cwd)."""
+    return subprocess.run(
+        [sys.executable, "-c", script, *args],
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(map(str, pythonpath))},
+        cwd=tmp_path,  # not the repository: `-c` puts the working directory first
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
+def _level_job(tmp_path: Path) -> Path:
+    """Two WAVs (loud, quiet) and a corrupt one, and a job running the level kind on them."""
     audio = tmp_path / "in"
     audio.mkdir()
     t = np.arange(16_000) / 16_000
@@ -169,19 +198,10 @@ def test_a_kind_added_as_two_files_runs_end_to_end(tmp_path):
             """
         )
     )
-    env = {**os.environ, "PYTHONPATH": str(copy)}
-    done = subprocess.run(
-        [sys.executable, "-c", DRIVER, str(spec)],
-        env=env,
-        cwd=tmp_path,  # not the repository: `-c` puts the working directory first
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    out = json.loads(done.stdout)
-    assert out["package"].startswith(str(copy))  # the copy ran, with its two new files
+    return spec
+
+
+def _check_level_run(out: dict) -> None:
     assert "LevelTaskSpec" in out["kinds"]
     assert any(line.startswith("level: 1 actor") for line in out["plan"])
     labelled = {Path(r["source_uri"]).name: r for r in out["rows"]["classifications"]}
@@ -192,17 +212,41 @@ def test_a_kind_added_as_two_files_runs_end_to_end(tmp_path):
     assert [Path(r["source_uri"]).name for r in out["rows"]["errors"]] == ["broken.wav"]
 
 
+def test_a_kind_added_as_two_files_runs_end_to_end(tmp_path):
+    copy = _copy_package(tmp_path)
+    (copy / "pipeline" / "kinds" / "level.py").write_text(KIND.lstrip())
+    (copy / "pipeline" / "stages" / "level.py").write_text(STAGE.lstrip())
+    done = _run(tmp_path, [copy], DRIVER, str(_level_job(tmp_path)))
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    assert out["package"].startswith(str(copy))  # the copy ran, with its two new files
+    _check_level_run(out)
+
+
+def test_a_kind_from_another_package_runs_through_its_entry_point(tmp_path):
+    repo = Path(pipeline.__file__).parent.parent
+    done = _run(tmp_path, [_plugin(tmp_path), repo], DRIVER, str(_level_job(tmp_path)))
+    assert done.returncode == 0, done.stderr
+    _check_level_run(json.loads(done.stdout))
+    # A worker unpickling the spec imports the plugin's kind module before any of ours.
+    first = "import audiobatch_level.kind, pipeline.contract as c; print(sorted(c.MODEL_STAGES))"
+    done = _run(tmp_path, [tmp_path / "plugin", repo], first)
+    assert done.returncode == 0, done.stderr
+    assert "'level'" in done.stdout
+
+
+def test_a_plugin_cannot_take_a_built_in_kinds_name(tmp_path):
+    plugin = _plugin(tmp_path)
+    points = plugin / "audiobatch_level-0.1.dist-info" / "entry_points.txt"
+    points.write_text("[audiobatch.kinds]\nctc = audiobatch_level.kind\n")
+    done = _run(tmp_path, [plugin, Path(pipeline.__file__).parent.parent], "import pipeline.spec")
+    assert done.returncode != 0
+    assert "entry point 'ctc' (audiobatch_level.kind) names a kind that exists" in done.stderr
+
+
 def test_a_kind_module_must_be_named_as_its_kind(tmp_path):
     copy = _copy_package(tmp_path)
     (copy / "pipeline" / "kinds" / "loudness.py").write_text(KIND.lstrip())
-    done = subprocess.run(
-        [sys.executable, "-c", "import pipeline.spec"],
-        env={**os.environ, "PYTHONPATH": str(copy)},
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    done = _run(tmp_path, [copy], "import pipeline.spec")
     assert done.returncode != 0
     assert "pipeline.kinds.loudness: its spec's kind is 'level'" in done.stderr

@@ -9,37 +9,20 @@ read every kind without importing torch.
 Adding a model kind that writes an existing table is two files: this module, and its
 stage (`pipeline/stages/<kind>.py`, a `stages.model.ModelStage` whose `load_model`
 returns its `models.base.ModelAdapter`; a larger loader may live in `pipeline/models/`).
-The spec's union of task kinds (`spec.TaskSpec`, hence `schemas/job_spec.schema.json`),
-the column contract (`contract.MODEL_STAGES`), the plan and the runner all read
-`MODEL_STAGES` here.
+`registry.MODEL_STAGES` finds them; the spec's union of task kinds (`spec.TaskSpec`, hence
+`schemas/job_spec.schema.json`), the column contract (`contract.MODEL_STAGES`), the plan
+and the runner all read it.
+
+A kind can also come from another package, without touching this one: its distribution
+declares an entry point in the group `audiobatch.kinds`, named as the kind, whose value
+is its kind module (`[project.entry-points."audiobatch.kinds"] level = "mypkg.level_kind"`).
+The module is the same as one here (`TaskBase` spec, `KIND`); its stage may live anywhere
+importable. Ray's workers import the stage and unpickle the spec, and find the kind's
+entry the same way, so the package must be installed on every node (the cluster's image,
+or `pip` in `audiobatch submit --runtime-env`). A plugin cannot replace a built-in kind:
+the same name is refused.
+
+This `__init__` imports nothing: a plugin's kind module imports `pipeline.kinds.base`
+while it is itself being imported (a worker unpickling its spec), and must not set off
+the search for kinds, which would import that half-made module.
 """
-
-from __future__ import annotations
-
-import importlib
-import pkgutil
-
-from pipeline.kinds.base import StageKind
-
-
-def _find() -> dict[str, StageKind]:
-    """Every kind module of this package, by name, in name order."""
-    found = {}
-    for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
-        if info.name == "base" or info.name.startswith("_"):
-            continue
-        module = importlib.import_module(f"{__name__}.{info.name}")
-        kind = getattr(module, "KIND", None)
-        if not isinstance(kind, StageKind):
-            raise TypeError(f"{module.__name__} defines no KIND = StageKind(...)")
-        declared = kind.spec.model_fields["kind"].default
-        if declared != info.name:
-            raise TypeError(
-                f"{module.__name__}: its spec's kind is {declared!r}; a kind's module is "
-                "named as its kind"
-            )
-        found[info.name] = kind
-    return found
-
-
-MODEL_STAGES: dict[str, StageKind] = _find()
