@@ -40,7 +40,7 @@ from pipeline.models.ctc_model import (
 )
 from pipeline.models.device import autocast, pick_dtype
 from pipeline.models.fbank import Fbank, FbankConfig
-from pipeline.models.hub import pretrained, processor, resolve
+from pipeline.models.hub import pretrained, processor, resolve_task
 from pipeline.spec import StorageOptions
 
 AST_TYPE = "audio-spectrogram-transformer"
@@ -199,12 +199,7 @@ def load_frame_classifier(
 def _load(spec: ClassifyTaskSpec | FramesTaskSpec, storage: StorageOptions, device: str, auto):
     from transformers import AutoFeatureExtractor
 
-    source = resolve(
-        spec.model,
-        revision=spec.revision,
-        storage=storage,
-        trust_remote_code=spec.trust_remote_code,
-    )
+    source = resolve_task(spec, storage)
     dtype = pick_dtype(spec.dtype, device)
 
     def failure(exc: Exception) -> str:

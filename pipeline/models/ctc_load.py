@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from pipeline.errors import ModelLoadError
 from pipeline.kinds.ctc import CtcTaskSpec
 from pipeline.models.device import pick_dtype
-from pipeline.models.hub import LOAD_ERRORS, Source, pretrained, processor, resolve
+from pipeline.models.hub import LOAD_ERRORS, Source, pretrained, processor, resolve_task
 from pipeline.spec import StorageOptions
 
 if TYPE_CHECKING:
@@ -27,12 +27,7 @@ def load_ctc(spec: CtcTaskSpec, storage: StorageOptions, device: str) -> CtcAdap
 
     from pipeline.models.ctc_model import CtcModel
 
-    source = resolve(
-        spec.model,
-        revision=spec.revision,
-        storage=storage,
-        trust_remote_code=spec.trust_remote_code,
-    )
+    source = resolve_task(spec, storage)
     dtype = pick_dtype(spec.dtype, device)
     if source.model_type() == "mctct":
         from pipeline.models.mctct import load_mctct

@@ -1,6 +1,7 @@
 """Where a model comes from: a hub id, a local folder, or an object-storage prefix.
 
-`resolve` turns a spec's `model` into a `Source` every loader hands `from_pretrained`:
+`resolve` turns a spec's `model` into a `Source` every loader hands `from_pretrained`
+(`resolve_task`: a task's model at its revision, with its `trust_remote_code`):
 - a local folder written by `save_pretrained` (used in place);
 - an object-storage prefix (`s3://...`, `gs://...`, any fsspec URI but `file://`),
   copied once per node into a local cache, then loaded like a local folder;
@@ -29,6 +30,7 @@ from pathlib import Path
 
 from pipeline.errors import ModelLoadError
 from pipeline.io.storage import filesystem, is_remote
+from pipeline.kinds.base import TaskBase
 from pipeline.spec import StorageOptions
 
 # What from_pretrained and the processors raise for a checkpoint they cannot load.
@@ -83,6 +85,16 @@ def resolve(
     path = resolve_model(uri, revision=revision, storage=storage, cache_dir=cache_dir)
     local = Path(path).is_dir()
     return Source(uri, path, None if local else revision, trust_remote_code)
+
+
+def resolve_task(task: TaskBase, storage: StorageOptions) -> Source:
+    """The `Source` of a task's `model`, at its `revision`, as its spec allows remote code."""
+    return resolve(
+        task.model,
+        revision=task.revision,
+        storage=storage,
+        trust_remote_code=task.trust_remote_code,
+    )
 
 
 def pretrained(cls, source: Source, failure: Callable[[Exception], str], **kwargs):

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from pipeline.errors import ModelLoadError
 from pipeline.kinds.whisper import WhisperTaskSpec
 from pipeline.models.device import pick_dtype
-from pipeline.models.hub import Source, pretrained, processor, resolve
+from pipeline.models.hub import Source, pretrained, processor, resolve_task
 from pipeline.spec import StorageOptions
 
 if TYPE_CHECKING:
@@ -105,12 +105,7 @@ class WhisperModel:
 
 def load_whisper(spec: WhisperTaskSpec, storage: StorageOptions, device: str) -> WhisperModel:
     """Resolve and load `spec.model` as a `WhisperModel` on `device`."""
-    source = resolve(
-        spec.model,
-        revision=spec.revision,
-        storage=storage,
-        trust_remote_code=spec.trust_remote_code,
-    )
+    source = resolve_task(spec, storage)
     dtype = pick_dtype(spec.dtype, device)
     model = _load_model(source, dtype).to(device).eval()
     extractor, tokenizer = _load_processor(source)
