@@ -36,6 +36,29 @@ def _parser() -> argparse.ArgumentParser:
     )
     sub = p.add_subparsers(required=True, metavar="COMMAND")
 
+    _add_run(sub)
+    _add_validate(sub)
+    _add_report(sub)
+    _add_schema(sub)
+    history.register(sub)
+
+    demo = sub.add_parser(
+        "demo-assets", help="build the demo corpus and tiny random-init models (once)"
+    )
+    demo.add_argument("folder", nargs="?", default=".demo")
+    demo.set_defaults(func=_demo_assets)
+
+    from pipeline.cluster.commands import add_cluster_commands
+
+    add_cluster_commands(sub, load=_load)
+
+    from pipeline.query.command import add_parsers as add_query_parsers
+
+    add_query_parsers(sub)
+    return p
+
+
+def _add_run(sub) -> None:
     run = sub.add_parser("run", help="run a job spec (resumes: items already written are skipped)")
     run.add_argument("spec", help="job spec YAML")
     run.add_argument(
@@ -62,11 +85,15 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.set_defaults(func=_run)
 
+
+def _add_validate(sub) -> None:
     val = sub.add_parser("validate", help="validate a job spec and print what it would do")
     val.add_argument("spec")
     val.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     val.set_defaults(func=_validate)
 
+
+def _add_report(sub) -> None:
     rep = sub.add_parser(
         "report", help="rebuild report.json / report.md / report.html from an output's tables"
     )
@@ -82,6 +109,8 @@ def _parser() -> argparse.ArgumentParser:
     rep.add_argument("--endpoint-url", help="S3-compatible endpoint for the output")
     rep.set_defaults(func=_report)
 
+
+def _add_schema(sub) -> None:
     sch = sub.add_parser(
         "schema", help="write (or check) the table and job-spec schemas in a folder"
     )
@@ -90,23 +119,6 @@ def _parser() -> argparse.ArgumentParser:
         "--check", action="store_true", help="exit 1 if the files differ from the code"
     )
     sch.set_defaults(func=_schema)
-
-    history.register(sub)
-
-    demo = sub.add_parser(
-        "demo-assets", help="build the demo corpus and tiny random-init models (once)"
-    )
-    demo.add_argument("folder", nargs="?", default=".demo")
-    demo.set_defaults(func=_demo_assets)
-
-    from pipeline.cluster.commands import add_cluster_commands
-
-    add_cluster_commands(sub, load=_load)
-
-    from pipeline.query.command import add_parsers as add_query_parsers
-
-    add_query_parsers(sub)
-    return p
 
 
 def _load(args):

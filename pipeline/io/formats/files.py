@@ -143,14 +143,9 @@ def _manifest_entries(listing: Listing, spec: InputSpec) -> list[FileEntry]:
     """One entry per manifest line, paths normalised so aliases of one file compare equal;
     a refused path, a file (and span) named by an earlier line, or a line that cannot be
     parsed is an entry with its error."""
-    fs, base = listing.fs, listing.base
-    local = is_local(fs)
-    protocols = ("file", "local") if local else (spec.uri.split("://", 1)[0],)
     manifest_fs, manifest_path = filesystem(spec.manifest, spec.storage)
-    manifest_uri, manifest_dir = (
-        full_uri(manifest_fs, manifest_path),
-        posixpath.dirname(manifest_path),
-    )
+    manifest_uri = full_uri(manifest_fs, manifest_path)
+    place = _Place(listing, spec, posixpath.dirname(manifest_path))
     lines = read_manifest(
         spec.manifest, spec.storage, spec.manifest_quoting, spec.text_column, spec.recordings
     )
@@ -161,50 +156,67 @@ def _manifest_entries(listing: Listing, spec: InputSpec) -> list[FileEntry]:
             error = RowError(ErrorCode.INVALID_INPUT, m.error)
             entries.append(FileEntry(manifest_uri, ".", None, m.text, m.metadata, member, error))
             continue
-        raw = m.path
-        if "://" in raw and raw.split("://", 1)[0] not in protocols:
-            path, error = (
-                raw,
-                RowError(
-                    ErrorCode.INVALID_INPUT,
-                    f"{raw!r} is on another storage than the input {spec.uri}",
-                ),
-            )
-        else:
-            path = fs._strip_protocol(raw) if "://" in raw else raw
-            path = path if path.startswith("/") else _resolve(listing, path, manifest_dir)
-            error = check_path(path, base, allow_outside=spec.allow_outside_paths, local=local)
-        uri = raw if "://" in path else full_uri(fs, path)
+        path, error = place.of(m.path)
+        uri = m.path if "://" in path else full_uri(listing.fs, path)
         key = (uri, m.start, m.end, m.channels)
         if error is None and key in seen:
-            first_row, first = seen[key]
-            span = "" if m.start is None else f" (span {span_member(m.start, m.end, m.channels)})"
-            error = RowError(
-                ErrorCode.DUPLICATE_ID,
-                f"manifest row {row + 1} ({raw!r}) names the file{span} of row {first_row + 1} "
-                f"({first!r}): {uri}",
-            )
-        seen.setdefault(key, (row, raw))
-        member = f"manifest-row={row}" if error else span_member(m.start, m.end, m.channels)
-        shard, size = (_shard_of(base, path), listing.files.get(path)) if not error else (".", None)
-        version = listing.versions.get(path) if not error else None
-        entries.append(
-            FileEntry(
-                uri,
-                shard,
-                size,
-                m.text,
-                m.metadata,
-                member,
-                error,
-                start=m.start,
-                end=m.end,
-                version=version,
-                channels=m.file_channels,
-            )
-        )
+            error = _named_before(row, m, uri, *seen[key])
+        seen.setdefault(key, (row, m.path))
+        entries.append(_entry(listing, m, row, path, uri, error))
     column = own_id_column(spec)
     return _with_own_ids(entries, column) if column else entries
+
+
+class _Place:
+    """Where a manifest's paths lead: the listing's filesystem, relative to the manifest."""
+
+    def __init__(self, listing: Listing, spec: InputSpec, manifest_dir: str) -> None:
+        self.listing, self.spec, self.manifest_dir = listing, spec, manifest_dir
+        self.local = is_local(listing.fs)
+        self.protocols = ("file", "local") if self.local else (spec.uri.split("://", 1)[0],)
+
+    def of(self, raw: str) -> tuple[str, RowError | None]:
+        """The normalised path of a manifest's `raw` path, and why it is refused (or None)."""
+        if "://" in raw and raw.split("://", 1)[0] not in self.protocols:
+            why = f"{raw!r} is on another storage than the input {self.spec.uri}"
+            return raw, RowError(ErrorCode.INVALID_INPUT, why)
+        path = self.listing.fs._strip_protocol(raw) if "://" in raw else raw
+        if not path.startswith("/"):
+            path = _resolve(self.listing, path, self.manifest_dir)
+        base, allow = self.listing.base, self.spec.allow_outside_paths
+        return path, check_path(path, base, allow_outside=allow, local=self.local)
+
+
+def _named_before(row: int, m, uri: str, first_row: int, first: str) -> RowError:
+    """A manifest line naming the file (and span) an earlier line named."""
+    span = "" if m.start is None else f" (span {span_member(m.start, m.end, m.channels)})"
+    return RowError(
+        ErrorCode.DUPLICATE_ID,
+        f"manifest row {row + 1} ({m.path!r}) names the file{span} of row {first_row + 1} "
+        f"({first!r}): {uri}",
+    )
+
+
+def _entry(listing: Listing, m, row: int, path: str, uri: str, error: RowError | None):
+    """A manifest line's FileEntry; a refused one carries its row as its member."""
+    if error:
+        shard, size, version, member = ".", None, None, f"manifest-row={row}"
+    else:
+        shard, size = _shard_of(listing.base, path), listing.files.get(path)
+        version, member = listing.versions.get(path), span_member(m.start, m.end, m.channels)
+    return FileEntry(
+        uri,
+        shard,
+        size,
+        m.text,
+        m.metadata,
+        member,
+        error,
+        start=m.start,
+        end=m.end,
+        version=version,
+        channels=m.file_channels,
+    )
 
 
 def _resolve(listing: Listing, path: str, manifest_dir: str) -> str:
