@@ -27,13 +27,21 @@ those count as done for every task (the earlier per-item behaviour).
 
 Reading is columnar: the records are read with pyarrow (low-cardinality columns
 dictionary-encoded), the latest outcome per (item, task) is found by one sort, and the
-done ids are NumPy fixed-width bytes; no Python object per record.
+done ids are NumPy fixed-width bytes; no Python object per record. The files are read
+one by one (no dataset: over 31,250 small files it kept ~45 KiB a file and left a table
+of as many chunks) and concatenated every `_PIECE_ROWS` records, so a night over a big
+run's files holds little more than the records themselves (benchmarks/RESULTS.md).
+
+Merging (`compact`) streams the same pieces into the merged file, so it too holds one
+piece at a time. A successful run merges the small files it and any earlier run left
+(`merge_small`, runner/__init__.py, under the lease); the planner merges what a run
+that died before its end left, once there are many.
 """
 
 from __future__ import annotations
 
 import posixpath
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -65,6 +73,11 @@ COMPLETION = pa.schema(
 )
 # Columns with few distinct values: read dictionary-encoded (memory at 1M records).
 _DICTIONARY = ("task", "outcome", "input_hash", "run_id")
+# Records per piece while reading or merging (about 2,000 files of one 32-item write).
+_PIECE_ROWS = 65_536
+COMPACTED_PREFIX = "compacted-"  # the base name of a merged completion file
+
+_ID_SCHEMA = pa.schema([pa.field("item_id", pa.string())])  # a checkpoint file's
 
 TRANSIENT_CODES = frozenset({ErrorCode.READ_FAILED, ErrorCode.WRITE_FAILED})
 _OOM_MARKERS = ("OutOfMemoryError", "out of memory", "MemoryError")
@@ -237,25 +250,78 @@ def compact(
     reading thousands of them dominates planning (benchmarks/RESULTS.md). The merged
     file gets a committed checkpoint of its own name, so it counts like any write; the
     small files (and their checkpoints) are deleted only after both are written, so a
-    crash in between leaves duplicate records, which `_latest` reads as one. Every column
-    of every file is kept, by name (a newer writer's extra columns are nulls in older
-    records). Called by the lease holder only: the planner, and `audiobatch compact`."""
-    from pipeline.io.tables import write_parquet
+    crash in between leaves duplicate records, which `_latest` reads as one. A crash
+    while the merged file is written leaves no file under its name (written under a
+    temporary name, or an upload not yet completed), and one without its checkpoint is
+    not read. Every column of every file is kept, by name (a newer writer's extra
+    columns are nulls in older records); the records stream through in pieces, and a
+    piece with a column the merged file lacks starts a further merged file
+    (`compacted-<run_id>-<n>`). Called by the lease holder only: the planner, a run's
+    end (`merge_small`), and `audiobatch compact`."""
+    from pipeline.io.tables import ParquetStream
 
-    table = _read(fs, list(files), every_column=True)
-    if table is None:
+    if not files:
         return 0
-    base = f"compacted-{run_id}"
-    write_parquet(fs, posixpath.join(root, COMPLETION_DIR, f"{base}.parquet"), table)
-    checkpoint = posixpath.join(root, checkpoint_dir)
-    ids = pa.table({"item_id": table.column("item_id")})
-    write_parquet(fs, posixpath.join(checkpoint, f"{base}.parquet"), ids)
+    base = f"{COMPACTED_PREFIX}{run_id}"
+    folder, checkpoint = posixpath.join(root, COMPLETION_DIR), posixpath.join(root, checkpoint_dir)
+    written: list[str] = []
+    records = ids = None
+    try:
+        for piece in _pieces(fs, list(files), every_column=True):
+            if records is not None and not set(piece.schema.names) <= set(records.schema.names):
+                _commit_merged(records, ids)
+                records = ids = None
+            if records is None:
+                name = base if not written else f"{base}-{len(written)}"
+                written.append(name)
+                path = posixpath.join(folder, f"{name}.parquet")
+                records = ParquetStream(fs, path, _merged_schema(piece.schema))
+                ids = ParquetStream(fs, posixpath.join(checkpoint, f"{name}.parquet"), _ID_SCHEMA)
+            records.write(_conformed(piece, records.schema))
+            ids.write(pa.table({"item_id": piece.column("item_id")}, schema=_ID_SCHEMA))
+        if records is not None:
+            _commit_merged(records, ids)
+    except BaseException:
+        for stream in (records, ids):
+            if stream is not None:
+                stream.abort()
+        raise
     for f in files:
         fs.delete_file(f)
         marker = posixpath.join(checkpoint, f"{_base(f)}.parquet")
         if fs.get_file_info(marker).type == pafs.FileType.File:
             fs.delete_file(marker)
     return len(files)
+
+
+def _merged_schema(piece: pa.Schema) -> pa.Schema:
+    """The COMPLETION columns as declared, then any other column of `piece` (nullable:
+    the records of earlier pieces have none)."""
+    unified = pa.unify_schemas([COMPLETION, piece], promote_options="permissive")
+    others = [f.with_nullable(True) for f in unified if f.name not in COMPLETION.names]
+    return pa.schema([*COMPLETION, *others])
+
+
+def _commit_merged(records, ids) -> None:
+    """The merged file, then its checkpoint: from then on it counts (duplicates of the
+    small files' records until those are deleted)."""
+    records.close()
+    ids.close()
+
+
+def merge_small(fs: pafs.FileSystem, root: str, checkpoint_dir: str, run_id: str) -> int:
+    """At a successful run's end, under its lease: merge the committed completion files
+    that are not merged ones already (this run's writes, and any a dead run left) into
+    one, so the next night reads few files; how many were merged (0 when at most one)."""
+    small = [
+        f
+        for f in committed_records(fs, root, checkpoint_dir)
+        if not _base(f).startswith(COMPACTED_PREFIX)
+    ]
+    if len(small) < 2:
+        return 0
+    # A name of its own: the planner of this run may have merged under `run_id` already.
+    return compact(fs, root, checkpoint_dir, small, f"{run_id}-end")
 
 
 def completion_rows(
@@ -410,28 +476,65 @@ def _plain(column: pa.ChunkedArray) -> np.ndarray:
     return column.to_numpy(zero_copy_only=False)
 
 
-def _read(fs, files: list[str], *, every_column: bool = False) -> pa.Table | None:
-    """The records of `files`: the COMPLETION columns, the few-valued ones read
-    dictionary-encoded (planning's memory at 1M records); or, with `every_column` (for
-    merging), the union of every file's columns by name, as plain columns."""
+def _read(fs, files: list[str]) -> pa.Table | None:
+    """The records of `files`: the COMPLETION columns by name (null where a file predates
+    a column; a newer writer's extra columns left out), the few-valued ones
+    dictionary-encoded (planning's memory at 1M records), as one chunk per piece."""
     if not files:
         return None
-    import pyarrow.dataset as ds
-
-    if every_column:
-        import pyarrow.parquet as pq
-
-        physical = [pq.read_schema(f, filesystem=fs) for f in files]
-        schema = pa.unify_schemas([COMPLETION, *physical], promote_options="permissive")
-        return ds.dataset(files, schema=schema, filesystem=fs, format="parquet").to_table()
-    fmt = ds.ParquetFileFormat(read_options=ds.ParquetReadOptions(dictionary_columns=_DICTIONARY))
-    schema = pa.schema(
+    target = pa.schema(
         [
             f.with_type(pa.dictionary(pa.int32(), f.type)) if f.name in _DICTIONARY else f
             for f in COMPLETION
         ]
     )
-    return ds.dataset(files, schema=schema, filesystem=fs, format=fmt).to_table()
+    pieces = [_conformed(p, target) for p in _pieces(fs, files, every_column=False)]
+    table = pa.concat_tables(pieces).unify_dictionaries()
+    del pieces
+    return table
+
+
+def _pieces(fs, files: list[str], *, every_column: bool) -> Iterator[pa.Table]:
+    """The records of `files`, in order, as tables of about `_PIECE_ROWS` rows (small
+    files concatenated, a big one by row groups), each one chunk. Only the COMPLETION
+    columns unless `every_column`; the few-valued ones dictionary-encoded unless
+    `every_column` (merging writes plain columns)."""
+    import pyarrow.parquet as pq
+
+    dictionary = None if every_column else list(_DICTIONARY)
+    parts, rows = [], 0
+    for path in files:
+        with fs.open_input_file(path) as handle:
+            parquet = pq.ParquetFile(handle, read_dictionary=dictionary)
+            names = parquet.schema_arrow.names
+            columns = names if every_column else [n for n in COMPLETION.names if n in names]
+            for group in range(parquet.num_row_groups):
+                part = parquet.read_row_group(group, columns=columns, use_threads=False)
+                parts.append(part)
+                rows += part.num_rows
+                if rows >= _PIECE_ROWS:
+                    yield _joined(parts)
+                    parts, rows = [], 0
+    if parts:
+        yield _joined(parts)
+
+
+def _joined(parts: list[pa.Table]) -> pa.Table:
+    """Tables of (maybe) different columns as one, by name, in one chunk."""
+    table = pa.concat_tables(parts, promote_options="permissive")
+    return table.unify_dictionaries().combine_chunks()
+
+
+def _conformed(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """`table` with exactly the columns of `schema`, in its order and types (nulls for a
+    column `table` lacks)."""
+    columns = [
+        table.column(f.name).cast(f.type)
+        if f.name in table.column_names
+        else pa.nulls(table.num_rows, f.type)
+        for f in schema
+    ]
+    return pa.Table.from_arrays(columns, schema=schema)
 
 
 def _committed_bases(fs, checkpoint: str) -> set[str]:

@@ -217,6 +217,49 @@ def write_parquet(fs: pafs.FileSystem, path: str, table: pa.Table) -> None:
         pq.write_table(table, path, filesystem=fs, compression="zstd")
 
 
+class ParquetStream:
+    """One Parquet file written table by table, seen by readers all or not at all, as
+    `write_parquet` writes it: local, under a temporary name renamed at `close`; object
+    storage, into memory (the compressed file only) and one PUT at `close`. `abort`
+    leaves no file under the name."""
+
+    def __init__(self, fs: pafs.FileSystem, path: str, schema: pa.Schema):
+        self.fs, self.path, self.schema = fs, path, schema
+        if isinstance(fs, pafs.LocalFileSystem):
+            fs.create_dir(posixpath.dirname(path), recursive=True)
+            self._tmp = f"{path}.{uuid.uuid4().hex[:8]}.tmp"  # skipped by readers (above)
+            self._sink = fs.open_output_stream(self._tmp)
+        else:
+            self._tmp, self._sink = None, pa.BufferOutputStream()
+        self._writer = pq.ParquetWriter(self._sink, schema, compression="zstd")
+        self._done = False
+
+    def write(self, table: pa.Table) -> None:
+        self._writer.write_table(table)
+
+    def close(self) -> None:
+        self._done = True
+        self._writer.close()
+        if self._tmp is not None:
+            self._sink.close()
+            self.fs.move(self._tmp, self.path)
+        else:
+            data = self._sink.getvalue()
+            with self.fs.open_output_stream(self.path) as out:
+                out.write(data)
+
+    def abort(self) -> None:
+        if self._done:  # closed (visible) or aborted already
+            return
+        self._done = True
+        try:
+            self._writer.close()
+        finally:
+            if self._tmp is not None:
+                self._sink.close()
+                self.fs.delete_file(self._tmp)
+
+
 def read_table(fs: pafs.FileSystem, root: str, table: str) -> pa.Table | None:
     """Read one output table (all partitions) or None if nothing was written yet."""
     import pyarrow.dataset as ds

@@ -3,7 +3,10 @@ laid out the way the sink and Ray's checkpoint leave it."""
 
 from __future__ import annotations
 
+import shutil
+
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import pytest
@@ -202,3 +205,156 @@ def test_compaction_keeps_every_outcome_and_leaves_one_file(tmp_path):
         "w3.parquet",
     ]
     assert (tmp_path / "_checkpoint" / "w3.pending.parquet").exists()
+
+
+def _records(n: int, prefix: str, run_id: str = "r1", *, old: bool = False, extra=None):
+    """`n` completion records; `old`: without the source columns (written before them);
+    `extra`: a newer writer's additional column, as (name, value)."""
+    from pipeline.io.completion import COMPLETION
+
+    rows = {
+        "item_id": [f"{prefix}{i:06d}" for i in range(n)],
+        "task": ["ctc" if i % 3 else "tags" for i in range(n)],
+        "outcome": ["ok" if i % 7 else "read_failed" for i in range(n)],
+        "transient": [not i % 7 for i in range(n)],
+        "shard_level": [False] * n,
+        "source_uri": [f"/in/{prefix}{i // 4}.wav" for i in range(n)],
+        "input_hash": ["h1"] * n,
+        "run_id": [run_id] * n,
+        "source_size": [i for i in range(n)],
+        "source_version": [str(10**9 + i) for i in range(n)],
+    }
+    schema = COMPLETION
+    if old:
+        schema = pa.schema(
+            [f for f in COMPLETION if f.name not in ("source_size", "source_version")]
+        )
+    table = pa.table({k: rows[k] for k in schema.names}, schema=schema)
+    if extra:
+        table = table.append_column(extra[0], pa.array([extra[1]] * n, pa.string()))
+    return table
+
+
+def _commit_records(root, base: str, table: pa.Table, row_group_size: int | None = None):
+    (root / COMPLETION_DIR).mkdir(parents=True, exist_ok=True)
+    (root / "_checkpoint").mkdir(exist_ok=True)
+    pq.write_table(table, root / COMPLETION_DIR / f"{base}.parquet", row_group_size=row_group_size)
+    pq.write_table(table.select(["item_id"]), root / "_checkpoint" / f"{base}.parquet")
+
+
+def _mixed_output(root) -> None:
+    """Records over more than one piece (`_PIECE_ROWS`): a big file of several row groups,
+    files of 32 records, older files without the source columns, a newer one with an extra
+    column, and an uncommitted write."""
+    _commit_records(root, "big", _records(70_000, "b"), row_group_size=25_000)
+    for w in range(40):
+        _commit_records(root, f"w{w:03d}", _records(32, f"w{w:03d}-", old=w % 4 == 0))
+    _commit_records(root, "newer", _records(32, "n", "r2", extra=("note", "x")))
+    _commit(root, "crashed", [{"id": "never"}], "r3", pending=True)
+
+
+def _plain_rows(table: pa.Table) -> list[tuple]:
+    """Every record as a tuple of the COMPLETION columns, sorted (dictionary columns decoded)."""
+    from pipeline.io.completion import COMPLETION
+
+    columns = []
+    for name in COMPLETION.names:
+        column = table.column(name)
+        if pa.types.is_dictionary(column.type):
+            column = column.cast(column.type.value_type)
+        columns.append(column.to_pylist())
+    return sorted(zip(*columns, strict=True), key=repr)
+
+
+def test_records_read_file_by_file_equal_a_dataset_read_of_the_same_files(tmp_path):
+    """The reader (file by file, in pieces) gives exactly the records a pyarrow dataset over
+    the same committed files gives (the earlier reader), older files' source columns null,
+    a newer file's extra column left out; an uncommitted write is not read."""
+    import pyarrow.dataset as ds
+
+    from pipeline.io.completion import COMPLETION, read_records
+
+    _mixed_output(tmp_path)
+    records = read_records(FS, str(tmp_path), "_checkpoint")
+    assert len(records.files) == 42 and records.legacy.size == 0
+    expected = ds.dataset(list(records.files), schema=COMPLETION, format="parquet").to_table()
+    assert records.table.num_rows == expected.num_rows == 70_000 + 41 * 32
+    assert records.table.column_names == COMPLETION.names
+    assert records.table.column("task").num_chunks > 1, "more than one piece was read"
+    assert _plain_rows(records.table) == _plain_rows(expected)
+    old = records.table.filter(pc.starts_with(records.table.column("item_id"), "w000-"))
+    assert old.column("source_size").null_count == 32
+
+
+def _completion_files(root) -> list[str]:
+    return sorted(p.name for p in (root / COMPLETION_DIR).iterdir())
+
+
+def test_merging_streams_pieces_and_a_newer_column_starts_a_second_merged_file(tmp_path):
+    """Merging over more than one piece keeps every record and every column by name: the
+    newer file's extra column, past the first piece, goes to a second merged file (both
+    committed); the small files and their checkpoints are gone, the crashed write stays."""
+    from pipeline.io.completion import compact, read_records
+
+    _mixed_output(tmp_path)
+    before = read_records(FS, str(tmp_path), "_checkpoint")
+    files = sorted(before.files)  # big (one piece), newer (the column, in the second), w...
+    assert compact(FS, str(tmp_path), "_checkpoint", files, "r9") == 42
+    assert _completion_files(tmp_path) == [
+        "compacted-r9-1.parquet",
+        "compacted-r9.parquet",
+        "crashed.parquet",
+    ]
+    assert sorted(p.name for p in (tmp_path / "_checkpoint").iterdir()) == [
+        "compacted-r9-1.parquet",
+        "compacted-r9.parquet",
+        "crashed.pending.parquet",
+    ]
+    after = read_records(FS, str(tmp_path), "_checkpoint")
+    assert _plain_rows(after.table) == _plain_rows(before.table)
+    second = pq.read_table(tmp_path / COMPLETION_DIR / "compacted-r9-1.parquet")
+    assert second.column("note").to_pylist().count("x") == 32
+    assert "note" not in pq.read_schema(tmp_path / COMPLETION_DIR / "compacted-r9.parquet").names
+
+
+def test_a_merge_that_fails_midway_leaves_every_record_and_no_merged_file(tmp_path):
+    """A file that cannot be read past the first piece (here: not Parquet) fails the merge
+    after part of it was written: no merged file or temporary is left, nothing is deleted,
+    and the records read as before."""
+    from pipeline.io.completion import compact, read_records
+
+    _mixed_output(tmp_path)
+    files_before = _completion_files(tmp_path)
+    before = read_records(FS, str(tmp_path), "_checkpoint")
+    (tmp_path / COMPLETION_DIR / "zz-broken.parquet").write_bytes(b"not parquet")
+    (tmp_path / "_checkpoint" / "zz-broken.parquet").write_bytes(b"")
+    files = [*before.files, str(tmp_path / COMPLETION_DIR / "zz-broken.parquet")]
+    with pytest.raises(pa.ArrowInvalid):
+        compact(FS, str(tmp_path), "_checkpoint", files, "r9")
+    assert _completion_files(tmp_path) == sorted([*files_before, "zz-broken.parquet"])
+    assert not any(p.name.startswith("compacted") for p in (tmp_path / "_checkpoint").iterdir())
+    (tmp_path / COMPLETION_DIR / "zz-broken.parquet").unlink()
+    (tmp_path / "_checkpoint" / "zz-broken.parquet").unlink()
+    after = read_records(FS, str(tmp_path), "_checkpoint")
+    assert _plain_rows(after.table) == _plain_rows(before.table)
+
+
+def test_a_crash_after_the_merged_file_before_the_deletions_counts_each_record_once(tmp_path):
+    """The state a crash between committing the merged file and deleting the small ones
+    leaves (both sets of records committed): what is done, retried and where is the same."""
+    from pipeline.io.completion import compact, read_records, settle, source_state
+
+    _mixed_output(tmp_path)
+    saved = tmp_path.parent / "saved"
+    shutil.copytree(tmp_path, saved)
+    before = read_records(FS, str(tmp_path), "_checkpoint")
+    compact(FS, str(tmp_path), "_checkpoint", before.files, "r9")
+    for folder in (COMPLETION_DIR, "_checkpoint"):  # the small files back, as not yet deleted
+        shutil.copytree(saved / folder, tmp_path / folder, dirs_exist_ok=True)
+    both = read_records(FS, str(tmp_path), "_checkpoint")
+    assert both.table.num_rows == 2 * before.table.num_rows
+    tasks = ["ctc", "tags"]
+    one, two = (settle(r, tasks, "h1", RetryPolicy()) for r in (before, both))
+    assert {t: _ids(v) for t, v in one.done.items()} == {t: _ids(v) for t, v in two.done.items()}
+    assert _ids(one.done_all) == _ids(two.done_all) and one.retried == two.retried > 0
+    assert source_state(before).sort_by("source_uri") == source_state(both).sort_by("source_uri")
