@@ -3,7 +3,9 @@
 `run_job` takes the output's lease, reads what earlier runs settled, lists the input and
 plans the work units (skipping settled files and shards, noting changed sources), then
 hands the units to `runner/execute.py` (the Ray Data pipeline). A night with nothing to
-do ends before that: it neither starts nor imports Ray.
+do ends before that: it neither starts nor imports Ray. A run that succeeded merges the
+completion files its writes left (one per write) into one before its runs row, still
+under the lease (io/completion.py `merge_small`), so the next night reads few files.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from pipeline.errors import AudiobatchError, StorageError
-from pipeline.io.completion import Completion, RetryPolicy
+from pipeline.io.completion import CHECKPOINT_DIR, Completion, RetryPolicy, merge_small
 from pipeline.io.lease import Lease, acquire, atomic_create
 from pipeline.io.sources import write_unit_records
 from pipeline.io.storage import (
@@ -126,6 +128,7 @@ def _leased_run(spec, plan, run_id, started, t0, lease, retry, out, verbose) -> 
     if status == "succeeded" and inputs.units:  # committed: these shards are settled
         with storage_errors(spec.output.uri, "output", spec.output.storage):
             write_unit_records(out_fs, out_root, run_id, inputs.units, names)
+        _merge_records(spec, out_fs, out_root, run_id, lease, out)
     wall = time.monotonic() - t0
     try:
         bounded(
@@ -143,6 +146,22 @@ def _leased_run(spec, plan, run_id, started, t0, lease, retry, out, verbose) -> 
             "re-run (it resumes)"
         ) from None
     return RunResult(run_id, status, counters, wall, spec.output.uri, message)
+
+
+def _merge_records(spec, out_fs, out_root: str, run_id: str, lease: Lease, out) -> None:
+    """The run's completion files merged into one while it still holds the lease; a
+    storage failure here only leaves them for the next night's planner to merge."""
+    if lease.lost:
+        return
+    try:
+        merge_small(out_fs, out_root, CHECKPOINT_DIR, run_id)
+    except Exception as exc:
+        if not is_storage_failure(exc):
+            raise
+        out(
+            f"warning: the run's completion records were not merged ({type(exc).__name__}: "
+            f"{exc}); the next run merges them"
+        )
 
 
 class RunFailed(AudiobatchError):

@@ -1,7 +1,7 @@
 """Planning a run over what earlier runs did: plain Python, no Ray.
 
-Reads the committed completion records (merging them into one file when there are
-many), lists the input once, finds the changed sources, settles what is done under
+Reads the committed completion records (merging them into one file first when there
+are many: a run that died before its end merged its own, runner/__init__.py), lists the input once, finds the changed sources, settles what is done under
 the retry policy (and `incremental.reprocess_changed`), skips shards whose unit
 records say every item is settled, and cuts the rest into work units.
 """
@@ -15,6 +15,7 @@ from pipeline.io.completion import (
     CHECKPOINT_DIR,
     Completion,
     RetryPolicy,
+    committed_records,
     compact,
     read_records,
     settle,
@@ -47,9 +48,10 @@ def plan_night(
 ) -> tuple[InputPlan, Completion]:
     """The work units of this run and what earlier runs settled (as this run sees it)."""
     with storage_errors(spec.output.uri, "output", spec.output.storage):
+        files = committed_records(out_fs, out_root, CHECKPOINT_DIR)
+        if len(files) > compact_after:  # merged first: then read as one file, not twice
+            compact(out_fs, out_root, CHECKPOINT_DIR, files, run_id)
         records = read_records(out_fs, out_root, CHECKPOINT_DIR)
-        if len(records.files) > compact_after:
-            compact(out_fs, out_root, CHECKPOINT_DIR, records.files, run_id)
         unit_records = read_unit_records(out_fs, out_root)
     with storage_errors(spec.input.uri, "input", spec.input.storage):
         listing = list_input(spec.input)

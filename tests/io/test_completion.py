@@ -358,3 +358,30 @@ def test_a_crash_after_the_merged_file_before_the_deletions_counts_each_record_o
     assert {t: _ids(v) for t, v in one.done.items()} == {t: _ids(v) for t, v in two.done.items()}
     assert _ids(one.done_all) == _ids(two.done_all) and one.retried == two.retried > 0
     assert source_state(before).sort_by("source_uri") == source_state(both).sort_by("source_uri")
+
+
+def test_a_runs_end_merge_takes_the_small_files_and_leaves_merged_ones(tmp_path):
+    """`merge_small`: the committed small files (this run's and a dead run's) into one
+    under a name of its own, even when this run's planner merged under the run's id; the
+    merged files stay as they are; a second call finds nothing to merge."""
+    from pipeline.io.completion import compact, merge_small, read_records
+
+    for w in range(300):
+        _commit_records(tmp_path, f"a{w:03d}", _records(4, f"a{w:03d}-", "r1"))
+    planned = read_records(FS, str(tmp_path), "_checkpoint")
+    compact(FS, str(tmp_path), "_checkpoint", planned.files, "r2")  # the planner, run r2
+    for w in range(5):  # run r2's writes
+        _commit_records(tmp_path, f"b{w}", _records(32, f"b{w}-", "r2"))
+    _commit(tmp_path, "crashed", [{"id": "never"}], "r2", pending=True)
+    before = read_records(FS, str(tmp_path), "_checkpoint")
+    merged_before = (tmp_path / COMPLETION_DIR / "compacted-r2.parquet").read_bytes()
+    assert merge_small(FS, str(tmp_path), "_checkpoint", "r2") == 5
+    assert _completion_files(tmp_path) == [
+        "compacted-r2-end.parquet",
+        "compacted-r2.parquet",
+        "crashed.parquet",
+    ]
+    assert (tmp_path / COMPLETION_DIR / "compacted-r2.parquet").read_bytes() == merged_before
+    after = read_records(FS, str(tmp_path), "_checkpoint")
+    assert _plain_rows(after.table) == _plain_rows(before.table)
+    assert merge_small(FS, str(tmp_path), "_checkpoint", "r2") == 0

@@ -11,7 +11,7 @@ from pathlib import Path
 import pyarrow.fs as pafs
 import pytest
 
-from pipeline.io.completion import RetryPolicy
+from pipeline.io.completion import CHECKPOINT_DIR, RetryPolicy, committed_records
 from pipeline.io.tables import read_table
 from pipeline.runner import run_job
 from pipeline.spec import parse_spec
@@ -74,6 +74,10 @@ def test_new_task_runs_over_old_items_only_for_itself(ray_address, tmp_path, tin
     extra = {"manifest": str(corpus / "manifest.jsonl")}
     first = run_job(_spec(corpus, out, tiny_model, ["ctc"], **extra), out=lambda _: None)
     assert _ran(first) == len(items)
+    merged = committed_records(pafs.LocalFileSystem(), str(out), CHECKPOINT_DIR)
+    assert [Path(f).name for f in merged] == [f"compacted-{first.run_id}-end.parquet"], (
+        "the run merged its writes' completion files into one at its end"
+    )
     before = read_table(pafs.LocalFileSystem(), str(out), "transcripts").num_rows
 
     lines = []
