@@ -65,10 +65,12 @@ class CtcAdapter(ModelAdapter, Protocol):
 
 
 class SampleCost:
-    """`ModelAdapter.min_samples` and `cost` for a CTC adapter on raw samples: the
-    receptive field, and the padded samples themselves."""
+    """What the CTC adapters on raw samples share: `ModelAdapter.min_samples` (the receptive
+    field) and `cost` (the padded samples themselves), greedy `predict` over `logits`, and
+    the frame counts `logits` checks (`checked_frames`)."""
 
     receptive_field: int
+    too_short_note: str = ""  # said after "shorter than the receptive field", if anything
 
     @property
     def min_samples(self) -> int:
@@ -76,6 +78,26 @@ class SampleCost:
 
     def cost(self, samples: int) -> int:
         return samples
+
+    def frames(self, samples: int) -> int:
+        raise NotImplementedError
+
+    def logits(self, audio: list[np.ndarray]) -> tuple[torch.Tensor, list[int]]:
+        raise NotImplementedError
+
+    def predict(self, audio: list[np.ndarray]) -> list[FrameOutput]:
+        """Greedy frames (argmax id and its probability) for each item."""
+        return greedy_frames(*self.logits(audio))
+
+    def checked_frames(self, audio: list[np.ndarray]) -> list[int]:
+        """Each item's logit frames; ValueError when one is shorter than the receptive field."""
+        frames = [self.frames(len(a)) for a in audio]
+        if min(frames) < 1:
+            raise ValueError(
+                f"an item is shorter than the {self.receptive_field}-sample receptive field"
+                + self.too_short_note
+            )
+        return frames
 
 
 def greedy_frames(logits: torch.Tensor, frames: list[int]) -> list[FrameOutput]:
@@ -160,20 +182,12 @@ class CtcModel(SampleCost):
         """Logit frames for an item of `samples` samples (0: shorter than the receptive field)."""
         return conv_output_frames(samples, self._kernels, self._strides)
 
-    def predict(self, audio: list[np.ndarray]) -> list[FrameOutput]:
-        """Greedy frames (argmax id and its probability) for each item."""
-        return greedy_frames(*self.logits(audio))
-
     def logits(self, audio: list[np.ndarray]) -> tuple[torch.Tensor, list[int]]:
         """Padded logits [batch, frames, vocab] and each item's valid frame count.
 
         Raises ValueError when an item is shorter than the receptive field.
         """
-        frames = [self.frames(len(a)) for a in audio]
-        if min(frames) < 1:
-            raise ValueError(
-                f"an item is shorter than the {self.receptive_field}-sample receptive field"
-            )
+        frames = self.checked_frames(audio)
         return padded_forward(self, audio, frames), frames
 
 

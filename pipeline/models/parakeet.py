@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from pipeline.models.ctc_model import FrameOutput, SampleCost, greedy_frames
+from pipeline.models.ctc_model import SampleCost
 from pipeline.models.device import autocast
 from pipeline.models.parakeet_features import ParakeetFeatures
 
@@ -115,6 +115,7 @@ class ParakeetCtcModel(SampleCost):
     samples_per_frame: int = field(init=False)
     receptive_field: int = field(init=False)  # fewest samples that give one logit frame
     _subsampling: tuple[int, int, int, int] = field(init=False)  # layers, kernel, stride, pad
+    too_short_note = " (two feature frames; one gives NaN features)"  # not a field
 
     def __post_init__(self) -> None:
         extractor, enc = self.features.config, self.model.config.encoder_config
@@ -147,21 +148,12 @@ class ParakeetCtcModel(SampleCost):
             n = (n + 2 * pad - kernel) // stride + 1
         return n
 
-    def predict(self, audio: list[np.ndarray]) -> list[FrameOutput]:
-        """Greedy frames (argmax id and its probability) for each item."""
-        return greedy_frames(*self.logits(audio))
-
     def logits(self, audio: list[np.ndarray]) -> tuple[torch.Tensor, list[int]]:
         """Padded logits [batch, frames, vocab] and each item's valid frame count.
 
         Raises ValueError when an item is shorter than the receptive field.
         """
-        frames = [self.frames(len(a)) for a in audio]
-        if min(frames) < 1:
-            raise ValueError(
-                f"an item is shorter than the {self.receptive_field}-sample receptive field "
-                "(two feature frames; one gives NaN features)"
-            )
+        frames = self.checked_frames(audio)
         features, mask = self.features(audio)
         features = features.to(self.dtype)
         with torch.inference_mode(), autocast(self.device, self.dtype):

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from pipeline.errors import ModelLoadError
-from pipeline.models.ctc_model import FrameOutput, SampleCost, greedy_frames
+from pipeline.models.ctc_model import SampleCost
 from pipeline.models.device import autocast
 from pipeline.models.mctct.checkpoint import hub_folder, load_network
 from pipeline.models.mctct.config import read_feature_config
@@ -58,10 +58,6 @@ class MctctCtcModel(SampleCost):
         """Logit frames for an item of `samples` samples (0: shorter than one window)."""
         feature_frames = self.features.frames(samples)
         return self.model.output_frames(feature_frames) if feature_frames else 0
-
-    def predict(self, audio: list[np.ndarray]) -> list[FrameOutput]:
-        """Greedy frames (argmax id and its probability) for each item."""
-        return greedy_frames(*self.logits(audio))
 
     def logits(self, audio: list[np.ndarray]) -> tuple[torch.Tensor, list[int]]:
         """Padded logits [batch, frames, vocab] and each item's valid frame count.
