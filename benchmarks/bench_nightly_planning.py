@@ -1,7 +1,7 @@
 """Nightly re-run planning: a files corpus of N done items plus M new ones, local disk.
 
     .venv/bin/python benchmarks/bench_nightly_planning.py [--done 1000000] [--new 1000]
-        [--block 32] [--dir /dev/shm/nightly-bench] [--no-run] [--no-write]
+        [--block 32] [--dir /dev/shm/nightly-bench] [--baseline REV] [--no-run] [--no-write]
 
 1. Builds the corpus: N empty `.wav` files (they are done: never opened) and M real
    audio files (speech-like, the demo's builder), under one prefix.
@@ -9,11 +9,16 @@
    sink writes it: one completion file and one committed checkpoint file per write of
    `--block` items (the reader's default block is 32 items).
 3. Planning, in a fresh process each (peak RSS of that process): `runner/night.py`
-   `plan_night`, exactly what `run_job` does between its lease and Ray —
-   a) nothing new, records as the writes left them (one file per write);
-   b) nothing new, after the no-op night (4.) merged them into one file;
+   `plan_night`, exactly what `run_job` does between its lease and Ray, never merging —
+   a) nothing new, records as the writes left them (one file per write); with
+      `--baseline REV` also the same planning by the code of REV (`git archive`), over
+      the same files, side by side;
+   b) nothing new, after the run-end merge (`io/completion.py` `merge_small`, what a
+      successful run does before its runs row; timed and measured in its own process);
    c) with the M new files.
-4. The no-op night end to end (`run_job`, in a fresh process): it must not import Ray.
+4. The no-op night end to end (`run_job`, in a fresh process) over a copy of the records
+   as written (what a run that died before its end leaves): its planner merges them
+   first; peak RSS is the driver's. It must not import Ray.
 5. Unless --no-run: the M new items through `run_job` with a tiny wav2vec2 CTC model on a
    local Ray (started by the run, so it is inside the wall time).
 Appends what it saw to benchmarks/RESULTS.md (unless --no-write), with the machine named.
@@ -95,8 +100,17 @@ def spec_dict(corpus: Path, out: Path, model: str, tasks: list[str]) -> dict:
     }
 
 
+# The process's own peak RSS (VmHWM): ru_maxrss would carry over the forked copy of this
+# (bigger) process across exec, flooring every figure at this process's size.
+_PEAK_CODE = """
+def _peak():
+    with open("/proc/self/status") as f:
+        return next(int(l.split()[1]) for l in f if l.startswith("VmHWM")) / 1024
+"""
+
 _PLAN = """
-import json, resource, sys, time
+import json, sys, time
+{PEAK}
 t = time.perf_counter(); c0 = time.process_time()
 from pipeline.spec import parse_spec
 from pipeline.io.completion import RetryPolicy
@@ -112,47 +126,82 @@ inputs, done = plan_night(spec, names, RetryPolicy(), fs, root, "bench", compact
 print(json.dumps({
     "wall_s": time.perf_counter() - t, "cpu_s": time.process_time() - c0, "imports_s": imports_s,
     "done": len(done.done_all), "units": len(inputs.units), "todo": inputs.total_items or 0,
-    "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    "peak_rss_mib": _peak(),
     "ray_imported": "ray" in sys.modules,
 }))
 """
 
 _NOOP = """
-import json, resource, sys, time
+import json, sys, time
+{PEAK}
 t = time.perf_counter()
 from pipeline.runner import run_job
 from pipeline.spec import parse_spec
 r = run_job(parse_spec(json.loads(sys.argv[1])), out=lambda _: None, report=False)
 print(json.dumps({
     "wall_s": time.perf_counter() - t, "items": r.counters.items, "ray_imported": "ray" in sys.modules,
-    "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    "peak_rss_mib": _peak(),
 }))
 """
 
 
-def _fresh(code: str, spec: dict) -> dict:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    out = subprocess.run(
+_MERGE = """
+import json, sys, time
+{PEAK}
+from pipeline.io.completion import CHECKPOINT_DIR, merge_small
+from pipeline.io.storage import arrow_filesystem
+from pipeline.spec import parse_spec
+spec = parse_spec(json.loads(sys.argv[1]))
+fs, root = arrow_filesystem(spec.output.uri)
+t = time.perf_counter(); c0 = time.process_time()
+merged = merge_small(fs, root, CHECKPOINT_DIR, "bench")
+print(json.dumps({
+    "wall_s": time.perf_counter() - t, "cpu_s": time.process_time() - c0, "merged": merged,
+    "peak_rss_mib": _peak(),
+}))
+"""
+
+
+_PLAN, _NOOP, _MERGE = (c.replace("{PEAK}", _PEAK_CODE) for c in (_PLAN, _NOOP, _MERGE))
+
+
+def baseline_tree(rev: str, where: Path) -> Path:
+    """The code of `rev` (`pipeline/`, `schemas/`) extracted under `where`, for a side by side."""
+    shutil.rmtree(where, ignore_errors=True)
+    where.mkdir(parents=True)
+    archive = subprocess.run(
+        ["git", "-C", str(ROOT), "archive", rev, "pipeline", "schemas"],
+        capture_output=True,
+        check=True,
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(where)], input=archive, check=True)
+    return where
+
+
+def _fresh(code: str, spec: dict, tree: Path = ROOT) -> dict:
+    env = {**os.environ, "PYTHONPATH": str(tree)}
+    out = subprocess.run(  # in `tree`: `-c` puts the working directory first on sys.path
         [sys.executable, "-c", code, json.dumps(spec)],
         capture_output=True,
         text=True,
         env=env,
+        cwd=tree,
         check=True,
     )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def plan_once(spec: dict) -> dict:
+def plan_once(spec: dict, tree: Path = ROOT) -> dict:
     """Planning as `run_job` does it, in a fresh process (its peak RSS is planning's)."""
-    return _fresh(_PLAN, spec)
+    return _fresh(_PLAN, spec, tree)
 
 
-def noop_night(spec: dict) -> tuple[float, bool]:
-    """The whole no-op run (`run_job`) in a fresh process; whether it imported Ray."""
+def noop_night(spec: dict) -> dict:
+    """The whole no-op run (`run_job`) in a fresh process: wall, peak RSS, Ray imported."""
     got = _fresh(_NOOP, spec)
     if got["items"]:
         raise SystemExit(f"the no-op night processed {got['items']} items")
-    return got["wall_s"], got["ray_imported"]
+    return got
 
 
 def main() -> None:
@@ -162,6 +211,7 @@ def main() -> None:
     ap.add_argument("--block", type=int, default=32)
     # tmpfs: creating 1M empty files there takes ~1 min (on the VM's disk, >20 min under load)
     ap.add_argument("--dir", default="/dev/shm/nightly-bench")
+    ap.add_argument("--baseline", help="also plan with the code of this git revision")
     ap.add_argument("--no-run", action="store_true")
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args()
@@ -183,61 +233,88 @@ def main() -> None:
     if not (model / "config.json").exists():
         build_tiny_ctc(str(model), arch="wav2vec2", seed=3)
     spec = spec_dict(corpus, out, str(model), tasks)
+    dead = base / f"out-{args.done}-{args.block}-as-written"  # what a dead run leaves
+    shutil.rmtree(dead, ignore_errors=True)
+    shutil.copytree(out, dead)
+    loads = [os.getloadavg()[0]]
 
-    noop = plan_once(spec)
-    print("planning, nothing new, uncompacted records:", noop, flush=True)
-    noop_wall, ray_started = noop_night(spec)  # merges the records into one file
-    print(f"no-op night: {noop_wall:.1f} s, Ray imported: {ray_started}", flush=True)
-    compacted = plan_once(spec)
-    print("planning, nothing new, compacted:", compacted, flush=True)
-
+    plans = {"written": plan_once(spec)}
+    print("planning, nothing new, records as written:", plans["written"], flush=True)
+    if args.baseline:
+        tree = baseline_tree(args.baseline, base / "baseline")
+        plans["baseline"] = plan_once(spec, tree)
+        print(f"same, code of {args.baseline}:", plans["baseline"], flush=True)
+        shutil.rmtree(tree)
+    merge = _fresh(_MERGE, spec)
+    print("run-end merge:", merge, flush=True)
+    plans["merged"] = plan_once(spec)
+    print("planning, nothing new, after the run-end merge:", plans["merged"], flush=True)
     build_files_corpus(str(new), n_items=args.new, seed=12, broken=False, manifest=None)
-    grown = plan_once(spec)
-    print("planning, with new items:", grown, flush=True)
+    plans["grown"] = plan_once(spec)
+    print("planning, with new items:", plans["grown"], flush=True)
+    shutil.rmtree(new)
+    loads.append(os.getloadavg()[0])
+    noop = noop_night(spec_dict(corpus, dead, str(model), tasks))
+    print("no-op night over the records as written:", noop, flush=True)
+    shutil.rmtree(dead)
+    loads.append(os.getloadavg()[0])
     run = None
     if not args.no_run:
         from pipeline.runner import run_job
         from pipeline.spec import parse_spec
 
+        build_files_corpus(str(new), n_items=args.new, seed=12, broken=False, manifest=None)
         t = time.perf_counter()
         result = run_job(parse_spec(spec), out=print)
         run = {"wall_s": time.perf_counter() - t, "items": result.counters.items}
         print("run of the new items:", run, flush=True)
     if not args.no_write:
-        write_results(args, (noop, compacted, grown), noop_wall, ray_started, run)
+        write_results(args, plans, merge, noop, run, loads)
 
 
-def write_results(args, plans, noop_wall, ray_started, run) -> None:
+def write_results(args, plans, merge, noop, run, loads) -> None:
     from pipeline.testing.machine import machine_line
 
     when = datetime.now(UTC).strftime("%Y-%m-%d")
+    files = -(-args.done // args.block)
     lines = [
         "",
         f"## Nightly re-run planning, files format, local — {when} — {machine_line()} "
         "(wall times include others' load, CPU seconds less so)",
         "",
         f"{args.done:,} done items (completion records in writes of {args.block} items: "
-        f"{-(-args.done // args.block):,} files), {args.new:,} new ones, one CTC task "
-        "(`benchmarks/bench_nightly_planning.py`). Targets: planning <= 60 s, <= 1 GiB.",
+        f"{files:,} files), {args.new:,} new ones, one CTC task "
+        "(`benchmarks/bench_nightly_planning.py`). Targets: planning <= 60 s, <= 1 GiB. "
+        f"Load average (1 min) at the start, after planning, after the no-op night: "
+        + ", ".join(f"{x:.1f}" for x in loads)
+        + ".",
         "",
         "| case | planning wall s | planning CPU s | imports s (before) | peak RSS MiB | units | items to do |",
         "|---|---|---|---|---|---|---|",
     ]
-    names = (
-        "nothing new, records as written (first night after an upgrade)",
-        "nothing new, records compacted by the previous run",
-        f"{args.new:,} new (compacted)",
-    )
-    for name, p in zip(names, plans, strict=True):
-        lines.append(
-            f"| {name} | {p['wall_s']:.1f} | {p['cpu_s']:.1f} | {p['imports_s']:.1f} | "
-            f"{p['peak_rss_mib']:.0f} | {p['units']:,} | {p['todo']:,} |"
-        )
+    names = {
+        "baseline": f"nothing new, records as written ({files:,} files), code of {args.baseline}",
+        "written": f"nothing new, records as written ({files:,} files)",
+        "merged": "nothing new, after the run-end merge (1 file)",
+        "grown": f"{args.new:,} new (after the run-end merge)",
+    }
+    for key, name in names.items():
+        if key in plans:
+            p = plans[key]
+            lines.append(
+                f"| {name} | {p['wall_s']:.1f} | {p['cpu_s']:.1f} | {p['imports_s']:.1f} | "
+                f"{p['peak_rss_mib']:.0f} | {p['units']:,} | {p['todo']:,} |"
+            )
     lines += [
         "",
-        f"- The no-op night end to end (`run_job`: lease, task identities, planning, "
-        f"compaction of the records, runs row), in a fresh process: {noop_wall:.1f} s wall; "
-        f"Ray imported: {'yes' if ray_started else 'no'} (so not started either).",
+        f"- The run-end merge (`merge_small`, in a fresh process) of the {merge['merged']:,} "
+        f"files: {merge['wall_s']:.1f} s wall, {merge['cpu_s']:.1f} s CPU, "
+        f"{merge['peak_rss_mib']:.0f} MiB peak RSS.",
+        f"- The no-op night end to end over a copy of the records as written (`run_job` in a "
+        f"fresh process: lease, task identities, the planner merging the {files:,} files "
+        f"first, planning, runs row): {noop['wall_s']:.1f} s wall, "
+        f"{noop['peak_rss_mib']:.0f} MiB peak RSS; Ray imported: "
+        f"{'yes' if noop['ray_imported'] else 'no'} (so not started either).",
     ]
     if run:
         lines.append(

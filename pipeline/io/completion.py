@@ -496,27 +496,50 @@ def _read(fs, files: list[str]) -> pa.Table | None:
 
 def _pieces(fs, files: list[str], *, every_column: bool) -> Iterator[pa.Table]:
     """The records of `files`, in order, as tables of about `_PIECE_ROWS` rows (small
-    files concatenated, a big one by row groups), each one chunk. Only the COMPLETION
-    columns unless `every_column`; the few-valued ones dictionary-encoded unless
-    `every_column` (merging writes plain columns)."""
+    files concatenated), each one chunk. Only the COMPLETION columns unless
+    `every_column`; the few-valued ones dictionary-encoded unless `every_column` (merging
+    writes plain columns)."""
+    parts, rows = [], 0
+    for part in _read_ahead(fs, files, every_column):
+        parts.append(part)
+        rows += part.num_rows
+        if rows >= _PIECE_ROWS:
+            yield _joined(parts)
+            parts, rows = [], 0
+    if parts:
+        yield _joined(parts)
+
+
+def _read_ahead(fs, files: list[str], every_column: bool) -> Iterator[pa.Table]:
+    """Each row group of `files`, in order, the files read on Arrow's CPU count of threads
+    (Parquet decoding lets go of the GIL), at most twice that many files ahead."""
+    from collections import deque
+    from concurrent.futures import ThreadPoolExecutor
+
+    workers = max(1, min(pa.cpu_count(), 8))
+    ahead = deque()
+    with ThreadPoolExecutor(workers) as pool:
+        for path in files:
+            ahead.append(pool.submit(_read_file, fs, path, every_column))
+            if len(ahead) > 2 * workers:
+                yield from ahead.popleft().result()
+        while ahead:
+            yield from ahead.popleft().result()
+
+
+def _read_file(fs, path: str, every_column: bool) -> list[pa.Table]:
+    """One completion file, a table per row group (see `_pieces`)."""
     import pyarrow.parquet as pq
 
     dictionary = None if every_column else list(_DICTIONARY)
-    parts, rows = [], 0
-    for path in files:
-        with fs.open_input_file(path) as handle:
-            parquet = pq.ParquetFile(handle, read_dictionary=dictionary)
-            names = parquet.schema_arrow.names
-            columns = names if every_column else [n for n in COMPLETION.names if n in names]
-            for group in range(parquet.num_row_groups):
-                part = parquet.read_row_group(group, columns=columns, use_threads=False)
-                parts.append(part)
-                rows += part.num_rows
-                if rows >= _PIECE_ROWS:
-                    yield _joined(parts)
-                    parts, rows = [], 0
-    if parts:
-        yield _joined(parts)
+    with fs.open_input_file(path) as handle:
+        parquet = pq.ParquetFile(handle, read_dictionary=dictionary)
+        names = parquet.schema_arrow.names
+        columns = names if every_column else [n for n in COMPLETION.names if n in names]
+        return [
+            parquet.read_row_group(g, columns=columns, use_threads=False)
+            for g in range(parquet.num_row_groups)
+        ]
 
 
 def _joined(parts: list[pa.Table]) -> pa.Table:
