@@ -16,6 +16,7 @@ from pathlib import Path
 import fsspec
 import pytest
 
+from pipeline.io.completion import PENDING_SUFFIX
 from pipeline.io.storage import arrow_filesystem
 from pipeline.io.tables import parquet_files, read_table
 from pipeline.io.units import item_id
@@ -119,20 +120,24 @@ def _landed(endpoint: str, bucket: str) -> tuple[list[str], dict[str, str]]:
     return ok + ids, dict(zip(ids, codes, strict=True))
 
 
-def _uncovered_files(endpoint: str, bucket: str) -> list[str]:
-    """Output files whose write never committed: every file a write task leaves starts with
-    its task's base name, which its committed checkpoint carries (runner/datasink.py)."""
+def _checkpoints(endpoint: str, bucket: str) -> tuple[set[str], set[str]]:
+    """(pending, committed) checkpoint base names: a write task's checkpoint carries its
+    base name, which every file it writes starts with (runner/datasink.py)."""
     fs, root = arrow_filesystem(f"s3://{bucket}/out", StorageOptions(endpoint_url=endpoint))
-    committed = {Path(f).name for f in parquet_files(fs, f"{root}/_checkpoint")}
-    assert not [c for c in committed if c.endswith(".pending.parquet")], (
-        "a pending checkpoint is left"
-    )
-    data = [
+    names = {Path(f).name for f in parquet_files(fs, f"{root}/_checkpoint")}
+    pending = {n.removesuffix(PENDING_SUFFIX) for n in names if n.endswith(PENDING_SUFFIX)}
+    return pending, {n.removesuffix(".parquet") for n in names if not n.endswith(PENDING_SUFFIX)}
+
+
+def _files_of(endpoint: str, bucket: str, bases: set[str]) -> list[str]:
+    """The output files (any table, completion records too) written by these writes."""
+    fs, root = arrow_filesystem(f"s3://{bucket}/out", StorageOptions(endpoint_url=endpoint))
+    return [
         f
         for table in ("transcripts", "errors", "_completion")
         for f in parquet_files(fs, f"{root}/{table}")
+        if any(Path(f).name.startswith(b) for b in bases)
     ]
-    return [f for f in data if Path(f).name not in committed]
 
 
 def test_a_node_killed_mid_run_loses_and_doubles_nothing_and_each_node_caches_the_model(
@@ -174,6 +179,8 @@ def test_a_node_killed_mid_run_loses_and_doubles_nothing_and_each_node_caches_th
                 first = driver.wait(timeout=900)
             # The run finishes on the other node, or fails cleanly (exit 6, a failed runs row).
             assert first in (0, 6), run1.read_text()[-3000:]
+            # The writes the kill cut off: their checkpoints are still pending.
+            cut_off, _ = _checkpoints(s3_endpoint, bucket)
             again = subprocess.run(cli, capture_output=True, text=True, env=env, timeout=900)
             assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
             actors = _stage_actors(cluster.info["dashboard"])
@@ -192,7 +199,12 @@ def test_a_node_killed_mid_run_loses_and_doubles_nothing_and_each_node_caches_th
     assert not doubled, f"{len(doubled)} items landed twice"
     assert sorted(landed) == sorted(expected), "every item exactly once in transcripts or errors"
     assert codes == {i: o for i, o in expected.items() if o != "ok"}
-    assert not _uncovered_files(s3_endpoint, bucket), "files of a write that never committed"
+    # The re-run deleted what the cut-off writes had written, and left nothing pending. (A
+    # file's own committed checkpoint cannot be asked for: a successful run merges its
+    # writes' completion records, and their checkpoints, into one, io/completion.py.)
+    pending, _ = _checkpoints(s3_endpoint, bucket)
+    assert not pending, "a pending checkpoint is left"
+    assert not _files_of(s3_endpoint, bucket, cut_off), "files of a write that never committed"
     fs, root = arrow_filesystem(f"s3://{bucket}/out", StorageOptions(endpoint_url=s3_endpoint))
     runs = sorted(read_table(fs, root, "runs").to_pylist(), key=lambda r: r["started_at"])
     assert [r["status"] for r in runs][-1] == "succeeded" and len(runs) == 2
