@@ -1,7 +1,7 @@
 """Killed work on the session's local Ray cluster (README "Reliability", R3 and R4): a
 model actor SIGKILLed mid-batch, and the driver killed while a write's checkpoint is
-pending. Each ends with every item exactly once in `transcripts` or `errors` and no data
-file that no committed checkpoint covers. Only processes the test started, or actors of
+pending. Each ends with every item exactly once in `transcripts` or `errors`, nothing
+pending, and no completion file that no committed checkpoint covers. Only processes the test started, or actors of
 the job it started, are signalled, each by its pid."""
 
 from __future__ import annotations
@@ -65,15 +65,13 @@ def _landed(out: Path) -> tuple[list[str], dict[str, str]]:
 
 
 def _uncovered(out: Path) -> list[str]:
-    """Data files whose write never committed: each starts with its write task's base
-    name, which that task's committed checkpoint carries (pipeline/runner/datasink.py)."""
-    fs = pafs.LocalFileSystem()
+    """Completion files whose write never committed: each carries its write task's base
+    name, which that task's committed checkpoint carries (pipeline/runner/datasink.py), or
+    is a merge of committed ones with a checkpoint of its own (io/completion.py `compact`).
+    The table files of a merged write have no checkpoint of their name any more: a leftover
+    of a write that never committed shows there as an item landed twice instead."""
     committed = {p.name for p in _checkpoints(out)[0]}
-    data = [
-        f
-        for table in ("transcripts", "errors", "_completion")
-        for f in parquet_files(fs, str(out / table))
-    ]
+    data = parquet_files(pafs.LocalFileSystem(), str(out / "_completion"))
     return [f for f in data if Path(f).name not in committed]
 
 
@@ -87,7 +85,7 @@ def _assert_exactly_once(out: Path, expected: dict[str, str]) -> None:
     assert not doubled, f"{len(doubled)} items landed twice"
     assert sorted(landed) == sorted(expected), "every item exactly once in transcripts or errors"
     assert codes == {i: o for i, o in expected.items() if o != "ok"}, "no item failed for the kill"
-    assert not _uncovered(out), "data files of a write that never committed"
+    assert not _uncovered(out), "completion records of a write that never committed"
     assert not _checkpoints(out)[1], "a pending checkpoint is left"
     assert not list(out.rglob("*.tmp")), "no half-written files are left behind"
 
