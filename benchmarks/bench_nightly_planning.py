@@ -18,7 +18,8 @@
    c) with the M new files.
 4. The no-op night end to end (`run_job`, in a fresh process) over a copy of the records
    as written (what a run that died before its end leaves): its planner merges them
-   first; peak RSS is the driver's. It must not import Ray.
+   first; peak RSS is the driver's (with `--baseline`, also by that code, on another
+   copy). It must not import Ray.
 5. Unless --no-run: the M new items through `run_job` with a tiny wav2vec2 CTC model on a
    local Ray (started by the run, so it is inside the wall time).
 Appends what it saw to benchmarks/RESULTS.md (unless --no-write), with the machine named.
@@ -196,9 +197,9 @@ def plan_once(spec: dict, tree: Path = ROOT) -> dict:
     return _fresh(_PLAN, spec, tree)
 
 
-def noop_night(spec: dict) -> dict:
+def noop_night(spec: dict, tree: Path = ROOT) -> dict:
     """The whole no-op run (`run_job`) in a fresh process: wall, peak RSS, Ray imported."""
-    got = _fresh(_NOOP, spec)
+    got = _fresh(_NOOP, spec, tree)
     if got["items"]:
         raise SystemExit(f"the no-op night processed {got['items']} items")
     return got
@@ -254,8 +255,18 @@ def main() -> None:
     print("planning, with new items:", plans["grown"], flush=True)
     shutil.rmtree(new)
     loads.append(os.getloadavg()[0])
-    noop = noop_night(spec_dict(corpus, dead, str(model), tasks))
-    print("no-op night over the records as written:", noop, flush=True)
+    noops = {}
+    if args.baseline:  # first, on a copy: the night merges the records it finds
+        shutil.copytree(dead, f"{dead}-baseline")
+        tree = baseline_tree(args.baseline, base / "baseline")
+        noops["baseline"] = noop_night(
+            spec_dict(corpus, f"{dead}-baseline", str(model), tasks), tree
+        )
+        print(f"same, code of {args.baseline}:", noops["baseline"], flush=True)
+        shutil.rmtree(tree)
+        shutil.rmtree(f"{dead}-baseline")
+    noops["now"] = noop_night(spec_dict(corpus, dead, str(model), tasks))
+    print("no-op night over the records as written:", noops["now"], flush=True)
     shutil.rmtree(dead)
     loads.append(os.getloadavg()[0])
     run = None
@@ -269,10 +280,10 @@ def main() -> None:
         run = {"wall_s": time.perf_counter() - t, "items": result.counters.items}
         print("run of the new items:", run, flush=True)
     if not args.no_write:
-        write_results(args, plans, merge, noop, run, loads)
+        write_results(args, plans, merge, noops, run, loads)
 
 
-def write_results(args, plans, merge, noop, run, loads) -> None:
+def write_results(args, plans, merge, noops, run, loads) -> None:
     from pipeline.testing.machine import machine_line
 
     when = datetime.now(UTC).strftime("%Y-%m-%d")
@@ -310,12 +321,16 @@ def write_results(args, plans, merge, noop, run, loads) -> None:
         f"- The run-end merge (`merge_small`, in a fresh process) of the {merge['merged']:,} "
         f"files: {merge['wall_s']:.1f} s wall, {merge['cpu_s']:.1f} s CPU, "
         f"{merge['peak_rss_mib']:.0f} MiB peak RSS.",
-        f"- The no-op night end to end over a copy of the records as written (`run_job` in a "
-        f"fresh process: lease, task identities, the planner merging the {files:,} files "
-        f"first, planning, runs row): {noop['wall_s']:.1f} s wall, "
-        f"{noop['peak_rss_mib']:.0f} MiB peak RSS; Ray imported: "
-        f"{'yes' if noop['ray_imported'] else 'no'} (so not started either).",
     ]
+    for key, noop in noops.items():
+        code = f"code of {args.baseline}" if key == "baseline" else "this code"
+        lines.append(
+            f"- The no-op night end to end over a copy of the records as written, {code} "
+            f"(`run_job` in a fresh process: lease, task identities, planning and merging the "
+            f"{files:,} files, runs row): {noop['wall_s']:.1f} s wall, "
+            f"{noop['peak_rss_mib']:.0f} MiB peak RSS; Ray imported: "
+            f"{'yes' if noop['ray_imported'] else 'no'} (so not started either)."
+        )
     if run:
         lines.append(
             f"- The {run['items']:,} new items through `run_job` (tiny wav2vec2 CTC, local Ray "
