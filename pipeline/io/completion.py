@@ -28,9 +28,10 @@ those count as done for every task (the earlier per-item behaviour).
 Reading is columnar: the records are read with pyarrow (low-cardinality columns
 dictionary-encoded), the latest outcome per (item, task) is found by one sort, and the
 done ids are NumPy fixed-width bytes; no Python object per record. The files are read
-one by one (no dataset: over 31,250 small files it kept ~45 KiB a file and left a table
-of as many chunks) and concatenated every `_PIECE_ROWS` records, so a night over a big
-run's files holds little more than the records themselves (benchmarks/RESULTS.md).
+each on its own, a few at a time on threads (no dataset: over 31,250 small files it kept
+~46 KiB a file and left a table of as many chunks), and concatenated every `_PIECE_ROWS`
+records, so a night over a big run's files holds little more than the records
+themselves (benchmarks/RESULTS.md).
 
 Merging (`compact`) streams the same pieces into the merged file, so it too holds one
 piece at a time. A successful run merges the small files it and any earlier run left
