@@ -208,13 +208,18 @@ def write_parquet(fs: pafs.FileSystem, path: str, table: pa.Table) -> None:
     parent = posixpath.dirname(path)
     if isinstance(fs, pafs.LocalFileSystem):
         fs.create_dir(parent, recursive=True)
-        # The temp name starts with the final name, so Ray's orphan clean-up (prefix match)
-        # also removes a temp left by a crash; readers glob `*.parquet` and skip it.
-        tmp = f"{path}.{uuid.uuid4().hex[:8]}.tmp"
+        tmp = _temp_name(path)
         pq.write_table(table, tmp, filesystem=fs, compression="zstd")
         fs.move(tmp, path)
     else:
         pq.write_table(table, path, filesystem=fs, compression="zstd")
+
+
+def _temp_name(path: str) -> str:
+    """Where a local file is written before it is renamed to `path`. The name starts with
+    the final name, so Ray's orphan clean-up (prefix match) also removes a temp left by a
+    crash; readers glob `*.parquet` and skip it."""
+    return f"{path}.{uuid.uuid4().hex[:8]}.tmp"
 
 
 class ParquetStream:
@@ -227,7 +232,7 @@ class ParquetStream:
         self.fs, self.path, self.schema = fs, path, schema
         if isinstance(fs, pafs.LocalFileSystem):
             fs.create_dir(posixpath.dirname(path), recursive=True)
-            self._tmp = f"{path}.{uuid.uuid4().hex[:8]}.tmp"  # skipped by readers (above)
+            self._tmp = _temp_name(path)
             self._sink = fs.open_output_stream(self._tmp)
         else:
             self._tmp, self._sink = None, pa.BufferOutputStream()

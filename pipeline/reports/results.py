@@ -32,8 +32,12 @@ class ResultReport:
     summary: Callable[[str, dict], str]  # (task, section) -> the run summary's line
     markdown: Callable[[dict], list[str]]  # sections -> report.md lines
     plots: Callable[[str, dict], dict[str, str]]  # (task, section) -> report.html's plots
-    template: str  # its part of report.html, under templates/: `nav` and `sections` macros
     anchor: str  # the id prefix of its sections in report.html: `<anchor>-<task>`
+
+    @property
+    def template(self) -> str:
+        """Its part of report.html, under templates/: `nav` and `sections` macros."""
+        return f"tables/{self.table}.html.j2"
 
 
 def _transcript_sections(con, run: str | None, cfg: ReportSpec) -> dict:
@@ -175,7 +179,6 @@ RESULT_REPORTS: tuple[ResultReport, ...] = (
         summary=_transcript_summary,
         markdown=_transcript_lines,
         plots=plots.transcript_plots,
-        template="tables/transcripts.html.j2",
         anchor="task",
     ),
     ResultReport(
@@ -185,7 +188,6 @@ RESULT_REPORTS: tuple[ResultReport, ...] = (
         summary=_classification_summary,
         markdown=_classification_lines,
         plots=plots.classification_plots,
-        template="tables/classifications.html.j2",
         anchor="cls",
     ),
     ResultReport(
@@ -195,7 +197,6 @@ RESULT_REPORTS: tuple[ResultReport, ...] = (
         summary=_synthesis_summary,
         markdown=_synthesis_lines,
         plots=plots.synthesis_plots,
-        template="tables/syntheses.html.j2",
         anchor="syn",
     ),
 )
